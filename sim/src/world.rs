@@ -1,0 +1,197 @@
+//! The per-thread simulated world of one run: the crash-point counter, the crash
+//! plan, the seeded randomness and time that SQLite sees, and the frozen crash image.
+//!
+//! The disk modules ([`crate::vfs`], [`crate::lmdb_io`]) call [`durability_point`]
+//! at each of their durability points, with none of their own state borrowed:
+//! when the point is the planned crash, the world captures both disks' crash images.
+
+use crate::fault::{CrashSpec, Crashed, PointKind};
+use crate::lmdb_io::{self, LmdbImage};
+use crate::vfs::{self, VfsImage};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+/// Where a run stands, for naming a crash point in a failure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    pub height: u64,
+    pub crank: u64,
+}
+
+/// A crash point that was hit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PointRecord {
+    pub kind: PointKind,
+    pub ordinal: u64,
+    pub database: &'static str,
+    pub file: String,
+    pub at: Position,
+}
+
+impl std::fmt::Display for PointRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} #{} ({} {}) in block {} crank {}",
+            self.kind, self.ordinal, self.database, self.file, self.at.height, self.at.crank
+        )
+    }
+}
+
+/// Both disks as they survive a crash.
+#[derive(Clone, Debug, Default)]
+pub struct CrashImages {
+    pub sqlite: VfsImage,
+    pub lmdb: LmdbImage,
+}
+
+/// One run's world. Installed per thread with [`install`].
+pub struct World {
+    spec: CrashSpec,
+    sqlite_rng: ChaCha8Rng,
+    torn_rng: ChaCha8Rng,
+    next_ordinal: u64,
+    /// Ordinals at which to crash, ascending; consumed as they are hit.
+    crash_plan: Vec<u64>,
+    crashed: Option<PointRecord>,
+    images: Option<CrashImages>,
+    points_by_kind: BTreeMap<PointKind, Vec<u64>>,
+    position: Position,
+    time_ms: i64,
+}
+
+/// Simulated wall-clock time SQLite sees at the start of a run (2022-01-01).
+const EPOCH_MS: i64 = 1_640_995_200_000;
+
+impl World {
+    pub fn new(seed: u64, spec: CrashSpec, mut crash_plan: Vec<u64>) -> World {
+        crash_plan.sort_unstable();
+        crash_plan.dedup();
+        crash_plan.reverse();
+        World {
+            spec,
+            sqlite_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5_1173),
+            torn_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7_0e2),
+            next_ordinal: 0,
+            crash_plan,
+            crashed: None,
+            images: None,
+            points_by_kind: BTreeMap::new(),
+            position: Position::default(),
+            time_ms: EPOCH_MS,
+        }
+    }
+}
+
+thread_local! {
+    static WORLD: RefCell<Option<World>> = const { RefCell::new(None) };
+}
+
+/// Install `world` on this thread, resetting both simulated disks.
+pub fn install(world: World) {
+    vfs::reset();
+    lmdb_io::reset();
+    WORLD.with(|w| *w.borrow_mut() = Some(world));
+}
+
+/// Remove this thread's world (end of a run), resetting both disks.
+pub fn uninstall() -> Option<World> {
+    vfs::reset();
+    lmdb_io::reset();
+    WORLD.with(|w| w.borrow_mut().take())
+}
+
+fn with<R>(f: impl FnOnce(&mut World) -> R) -> Option<R> {
+    WORLD.with(|w| w.borrow_mut().as_mut().map(f))
+}
+
+/// A durability point of kind `kind` in `database` (`"sqlite"` or `"lmdb"` or
+/// `"swing-store"`) on `file`. `Ok` lets the caller proceed; `Err(Crashed)` means
+/// the run has crashed here or earlier: fail the operation, change nothing.
+/// Outside a world (a plain test) every point passes.
+pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> Result<(), Crashed> {
+    let crash_now = with(|w| {
+        if w.crashed.is_some() {
+            return Err(Crashed);
+        }
+        let ordinal = w.next_ordinal;
+        w.next_ordinal += 1;
+        w.points_by_kind.entry(kind).or_default().push(ordinal);
+        if w.crash_plan.last() != Some(&ordinal) {
+            return Ok(None);
+        }
+        w.crash_plan.pop();
+        let record = PointRecord { kind, ordinal, database, file: file.to_string(), at: w.position };
+        w.crashed = Some(record);
+        Ok(Some(w.spec))
+    });
+    match crash_now {
+        None | Some(Ok(None)) => Ok(()),
+        Some(Err(crashed)) => Err(crashed),
+        Some(Ok(Some(spec))) => {
+            freeze(spec);
+            Err(Crashed)
+        }
+    }
+}
+
+/// Capture both disks' crash images. Called with no borrow of the world held,
+/// since the disks borrow their own state; the torn rng is moved out meanwhile.
+fn freeze(spec: CrashSpec) {
+    let mut rng = with(|w| w.torn_rng.clone()).expect("world installed");
+    let images = CrashImages { sqlite: vfs::capture(spec, &mut rng), lmdb: lmdb_io::capture(spec, &mut rng) };
+    with(|w| {
+        w.torn_rng = rng;
+        w.images = Some(images);
+    });
+}
+
+/// Whether the run has crashed (its writes no longer matter).
+pub fn is_crashed() -> bool {
+    with(|w| w.crashed.is_some()).unwrap_or(false)
+}
+
+/// The crash that happened, if any, and the images it left; clears the crash so
+/// the restarted run can go on (and crash again at a later planned ordinal).
+pub fn take_crash() -> Option<(PointRecord, CrashImages)> {
+    with(|w| {
+        let record = w.crashed.take()?;
+        let images = w.images.take().expect("a crash captures images");
+        Some((record, images))
+    })
+    .flatten()
+}
+
+/// Seeded randomness for SQLite's xRandomness.
+pub fn fill_random(buf: &mut [u8]) {
+    if with(|w| w.sqlite_rng.fill_bytes(buf)).is_none() {
+        buf.fill(0);
+    }
+}
+
+/// Simulated milliseconds since the Unix epoch for SQLite's xCurrentTime; it
+/// advances one millisecond per call so that time never stands still.
+pub fn now_ms() -> i64 {
+    with(|w| {
+        w.time_ms += 1;
+        w.time_ms
+    })
+    .unwrap_or(EPOCH_MS)
+}
+
+/// Record where the run is (for naming crash points).
+pub fn set_position(position: Position) {
+    with(|w| w.position = position);
+}
+
+/// Ordinals hit so far, by kind.
+pub fn points_by_kind() -> BTreeMap<PointKind, Vec<u64>> {
+    with(|w| w.points_by_kind.clone()).unwrap_or_default()
+}
+
+/// How many crash points have been hit.
+pub fn points_hit() -> u64 {
+    with(|w| w.next_ordinal).unwrap_or(0)
+}
