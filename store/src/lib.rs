@@ -1,1 +1,17 @@
+//! The system under test: a SwingSet-style kernel over a swing-store made of two
+//! databases with two commit points (LMDB kvStore, SQLite streamStore). It knows
+//! nothing of any simulator: a simulator watches it through [`config::Observer`]
+//! and through the SQLite VFS and the files it is given. See ARCHITECTURE.md.
 
+pub mod config;
+pub mod error;
+pub mod kernel;
+mod lmdb;
+mod sqlite;
+pub mod swing_store;
+pub mod vat;
+
+pub use config::{Design, JournalMode, NoObserver, Observer, Point, StoreConfig, Synchronous};
+pub use error::{Error, Result};
+pub use kernel::{BlockReport, HostInput, Kernel, KernelConfig, VatStatus};
+pub use swing_store::SwingStore;

@@ -1,0 +1,40 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the store and the kernel.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("LMDB error: {0}")]
+    Lmdb(#[from] heed::Error),
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("encoding error: {0}")]
+    Encoding(#[from] serde_json::Error),
+    /// An observer stopped the store at a durability point (a simulated crash).
+    #[error("interrupted at durability point {0}")]
+    Interrupted(String),
+    #[error("store at {path} was created with design `{found}`, opened as `{expected}`")]
+    DesignMismatch { path: PathBuf, found: String, expected: String },
+    #[error("{path} is not a swing-store directory: {reason}")]
+    Foreign { path: PathBuf, reason: String },
+    #[error("{path} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("replay diverged: vat {vat} at transcript position {position}: expected {expected}, found {found}")]
+    ReplayDiverged { vat: String, position: u64, expected: String, found: String },
+    #[error("transcript of vat {vat} is missing position {position} (span {start}..{end})")]
+    TranscriptMissing { vat: String, position: u64, start: u64, end: u64 },
+    /// A broken invariant of the kernel's or store's own state.
+    #[error("invariant violated: {0}")]
+    Invariant(String),
+    /// A call the API does not allow now (e.g. commit with a crank open).
+    #[error("misuse: {0}")]
+    Misuse(String),
+    /// An earlier storage error left the store half-applied; it must be reopened.
+    #[error("store is poisoned by an earlier error ({0}); reopen it")]
+    Poisoned(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,118 @@
+//! Vat workers online, capped (least recently used evicted), and rebuilt by
+//! replaying the current span of the transcript.
+
+use super::keys;
+use super::transcript;
+use crate::error::{Error, Result};
+use crate::swing_store::SwingStore;
+use crate::vat::{describe, DeliverError, Syscall, SyscallHandler, SyscallRecord, SyscallResult, VatWorker};
+use std::collections::BTreeMap;
+
+/// Counters of worker activity.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub evictions: u64,
+    pub rebuilds: u64,
+    pub replayed_deliveries: u64,
+}
+
+pub(crate) struct Workers {
+    /// Each online worker with the tick of its last use.
+    online: BTreeMap<String, (VatWorker, u64)>,
+    tick: u64,
+    cap: usize,
+    pub stats: WorkerStats,
+}
+
+impl Workers {
+    pub fn new(cap: usize) -> Workers {
+        assert!(cap >= 1, "at least one worker must fit online");
+        Workers { online: BTreeMap::new(), tick: 0, cap, stats: WorkerStats::default() }
+    }
+
+    /// Take a worker out for a delivery (put it back with [`Workers::put`]).
+    pub fn take(&mut self, vat: &str) -> Option<VatWorker> {
+        self.online.remove(vat).map(|(worker, _)| worker)
+    }
+
+    /// Bring a worker online, evicting the least recently used beyond the cap.
+    pub fn put(&mut self, vat: &str, worker: VatWorker) {
+        self.tick += 1;
+        self.online.insert(vat.to_string(), (worker, self.tick));
+        while self.online.len() > self.cap {
+            let oldest = self.online.iter().min_by_key(|(_, (_, tick))| *tick).map(|(vat, _)| vat.clone());
+            let Some(oldest) = oldest else { break };
+            self.online.remove(&oldest);
+            self.stats.evictions += 1;
+        }
+    }
+
+    pub fn evict_all(&mut self) {
+        self.online.clear();
+    }
+
+    pub fn online(&self) -> impl Iterator<Item = &str> {
+        self.online.keys().map(String::as_str)
+    }
+}
+
+/// Rebuild a vat's worker: evaluate its current bundle, replay its span.
+pub(crate) fn rebuild(store: &SwingStore, vat: &str, stats: &mut WorkerStats) -> Result<VatWorker> {
+    let source = store.kv_get(&keys::source(vat))?.ok_or_else(|| Error::Invariant(format!("vat {vat} has no source")))?;
+    let mut worker = VatWorker::evaluate(&source)
+        .map_err(|e| Error::Invariant(format!("vat {vat}: current bundle does not load: {e}")))?;
+    let span = transcript::span(store, vat)?;
+    let entries = transcript::read(store, vat, &span)?;
+    for (offset, entry) in entries.iter().enumerate() {
+        let position = span.start + offset as u64;
+        let mut replay = ReplaySyscalls { vat, position, expected: &entry.sc, next: 0 };
+        let outcome = match worker.deliver(&entry.d, &mut replay) {
+            Ok(()) => None,
+            Err(DeliverError::Vat(message)) => Some(message),
+            Err(DeliverError::Kernel(error)) => return Err(error),
+        };
+        replay.finish()?;
+        if outcome != entry.r {
+            let (expected, found) = (describe(&entry.r), describe(&outcome));
+            return Err(Error::ReplayDiverged { vat: vat.into(), position, expected, found });
+        }
+        stats.replayed_deliveries += 1;
+    }
+    stats.rebuilds += 1;
+    Ok(worker)
+}
+
+/// Serves syscall results from the transcript, checking each syscall is the recorded one.
+struct ReplaySyscalls<'a> {
+    vat: &'a str,
+    position: u64,
+    expected: &'a [SyscallRecord],
+    next: usize,
+}
+
+impl ReplaySyscalls<'_> {
+    fn diverged(&self, expected: String, found: String) -> Error {
+        Error::ReplayDiverged { vat: self.vat.into(), position: self.position, expected, found }
+    }
+
+    /// Every recorded syscall must have been made.
+    fn finish(&self) -> Result<()> {
+        match self.expected.get(self.next) {
+            Some(missing) => Err(self.diverged(describe(&missing.s), "no further syscall".into())),
+            None => Ok(()),
+        }
+    }
+}
+
+impl SyscallHandler for ReplaySyscalls<'_> {
+    fn syscall(&mut self, syscall: Syscall) -> Result<SyscallResult> {
+        match self.expected.get(self.next) {
+            Some(record) if record.s == syscall => {
+                self.next += 1;
+                Ok(record.r.clone())
+            }
+            Some(record) => Err(self.diverged(describe(&record.s), describe(&syscall))),
+            None => Err(self.diverged("no further syscall".into(), describe(&syscall))),
+        }
+    }
+}

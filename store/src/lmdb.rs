@@ -1,0 +1,91 @@
+//! kvStore's backing on LMDB (through heed): one environment, the unnamed database.
+
+use crate::error::{Error, Result};
+use heed::types::Str;
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+pub(crate) struct LmdbKv {
+    /// `None` only while closing.
+    env: Option<Env>,
+    db: Database<'static, Str, Str>,
+}
+
+impl LmdbKv {
+    pub(crate) fn open(dir: &Path, map_bytes: usize) -> Result<LmdbKv> {
+        std::fs::create_dir_all(dir)?;
+        // SAFETY: heed refuses a second open of a path that is open in this process,
+        // and this store never opens the same environment from two places.
+        let env = unsafe { EnvOpenOptions::new().map_size(map_bytes).max_dbs(1).open(dir) }
+            .map_err(|e| lmdb_open_error(dir, e))?;
+        let wtxn = env.write_txn()?;
+        let db = env
+            .create_databases_and_commit(wtxn, |opener, wtxn| {
+                opener.create_database::<Str, Str>(wtxn, None).map(CommitOrAbort::<_, ()>::Commit)
+            })?
+            .unwrap_commit();
+        Ok(LmdbKv { env: Some(env), db })
+    }
+
+    fn env(&self) -> &Env {
+        self.env.as_ref().expect("LMDB environment is open until drop")
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Result<Option<String>> {
+        let rtxn = self.env().read_txn()?;
+        Ok(self.db.get(&rtxn, key)?.map(str::to_owned))
+    }
+
+    pub(crate) fn scan_prefix(&self, prefix: &str) -> Result<BTreeMap<String, String>> {
+        let rtxn = self.env().read_txn()?;
+        // LMDB rejects a zero-length key, so the empty prefix is a full iteration.
+        match prefix {
+            "" => collect(self.db.iter(&rtxn)?),
+            _ => collect(self.db.prefix_iter(&rtxn, prefix)?),
+        }
+    }
+
+    /// Write every change of a block in one LMDB transaction and commit it.
+    pub(crate) fn commit(&self, writes: &BTreeMap<String, Option<String>>) -> Result<()> {
+        let mut wtxn = self.env().write_txn()?;
+        for (key, value) in writes {
+            match value {
+                Some(value) => self.db.put(&mut wtxn, key, value)?,
+                None => {
+                    self.db.delete(&mut wtxn, key)?;
+                }
+            }
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+}
+
+impl Drop for LmdbKv {
+    fn drop(&mut self) {
+        // Really close, so that the path can be opened again in this process.
+        if let Some(env) = self.env.take() {
+            env.prepare_for_closing().wait();
+        }
+    }
+}
+
+fn collect<'a>(entries: impl Iterator<Item = heed::Result<(&'a str, &'a str)>>) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for entry in entries {
+        let (key, value) = entry?;
+        out.insert(key.to_owned(), value.to_owned());
+    }
+    Ok(out)
+}
+
+fn lmdb_open_error(dir: &Path, error: heed::Error) -> Error {
+    match error {
+        heed::Error::Mdb(heed::MdbError::Invalid | heed::MdbError::VersionMismatch | heed::MdbError::Corrupted) => {
+            Error::Corrupt { path: dir.join("data.mdb"), reason: error.to_string() }
+        }
+        other => Error::Lmdb(other),
+    }
+}

@@ -1,0 +1,143 @@
+//! The SQLite database of a swing-store: streamStore's `streamItem` table, the
+//! store's recorded design, and (in the `unified` design) kvStore's table.
+
+use crate::config::{Design, JournalMode, StoreConfig, Synchronous};
+use crate::error::{Error, Result};
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The SQLite file inside a store directory (one name for every design, so that
+/// opening a store with another design is detected rather than creating a new one).
+pub(crate) const SQLITE_FILE: &str = "swingstore.sqlite";
+
+const SCHEMA: &str = "
+    CREATE TABLE storeMeta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE streamItem (
+        streamName TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        item TEXT NOT NULL,
+        PRIMARY KEY (streamName, position)
+    );
+    CREATE TABLE kvStore (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+";
+
+/// Open (or create) the SQLite database of the store at `path`.
+pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match &config.sqlite_vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs.as_str())?,
+        None => Connection::open_with_flags(path, flags)?,
+    };
+    apply_settings(&conn, config).map_err(|e| corrupt_or(path, e))?;
+    check_or_create_schema(&conn, path, config.design).map_err(|e| corrupt_or(path, e))?;
+    Ok(conn)
+}
+
+/// A SQLite error that says "this is not a database" becomes `Corrupt`.
+fn corrupt_or(path: &Path, error: Error) -> Error {
+    match &error {
+        Error::Sqlite(rusqlite::Error::SqliteFailure(code, _))
+            if matches!(code.code, ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) =>
+        {
+            Error::Corrupt { path: path.to_path_buf(), reason: error.to_string() }
+        }
+        _ => error,
+    }
+}
+
+fn apply_settings(conn: &Connection, config: &StoreConfig) -> Result<()> {
+    let wanted = match config.journal_mode {
+        JournalMode::Delete => "delete",
+        JournalMode::Wal => "wal",
+    };
+    let got: String = conn.query_row(&format!("PRAGMA journal_mode={wanted}"), [], |row| row.get(0))?;
+    if !got.eq_ignore_ascii_case(wanted) {
+        // E.g. a VFS without shared memory silently keeps a rollback journal.
+        return Err(Error::Misuse(format!("journal_mode={wanted} requested, SQLite chose {got}")));
+    }
+    let synchronous = match config.synchronous {
+        Synchronous::Off => "OFF",
+        Synchronous::Normal => "NORMAL",
+        Synchronous::Full => "FULL",
+    };
+    conn.execute_batch(&format!("PRAGMA synchronous={synchronous}"))?;
+    Ok(())
+}
+
+fn check_or_create_schema(conn: &Connection, path: &Path, design: Design) -> Result<()> {
+    let tables: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")?;
+        let rows = stmt.query_map([], |row| row.get(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    if tables.is_empty() {
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA} INSERT INTO storeMeta VALUES ('design', '{}'); COMMIT;",
+            design.name()
+        ))?;
+        return Ok(());
+    }
+    if !tables.iter().any(|t| t == "storeMeta") {
+        let reason = format!("SQLite database without storeMeta (tables: {})", tables.join(", "));
+        return Err(Error::Foreign { path: path.to_path_buf(), reason });
+    }
+    let found: Option<String> =
+        conn.query_row("SELECT value FROM storeMeta WHERE key = 'design'", [], |row| row.get(0)).optional()?;
+    let found = found.ok_or_else(|| Error::Foreign { path: path.to_path_buf(), reason: "no design recorded".into() })?;
+    if found != design.name() {
+        return Err(Error::DesignMismatch { path: path.to_path_buf(), found, expected: design.name().into() });
+    }
+    Ok(())
+}
+
+pub(crate) fn write_item(conn: &Connection, stream: &str, position: u64, item: &str) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO streamItem (streamName, position, item) VALUES (?1, ?2, ?3)
+         ON CONFLICT (streamName, position) DO UPDATE SET item = excluded.item",
+    )?;
+    stmt.execute(params![stream, position as i64, item])?;
+    Ok(())
+}
+
+/// Items of `stream` in `[start, end)`, in position order, with their positions.
+pub(crate) fn read_items(conn: &Connection, stream: &str, start: u64, end: u64) -> Result<Vec<(u64, String)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT position, item FROM streamItem
+         WHERE streamName = ?1 AND position >= ?2 AND position < ?3 ORDER BY position",
+    )?;
+    let rows = stmt.query_map(params![stream, start as i64, end as i64], |row| {
+        Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn delete_stream(conn: &Connection, stream: &str) -> Result<()> {
+    conn.prepare_cached("DELETE FROM streamItem WHERE streamName = ?1")?.execute(params![stream])?;
+    Ok(())
+}
+
+pub(crate) fn kv_get(conn: &Connection, key: &str) -> Result<Option<String>> {
+    let mut stmt = conn.prepare_cached("SELECT value FROM kvStore WHERE key = ?1")?;
+    Ok(stmt.query_row(params![key], |row| row.get(0)).optional()?)
+}
+
+pub(crate) fn kv_scan_prefix(conn: &Connection, prefix: &str) -> Result<BTreeMap<String, String>> {
+    let mut stmt = conn.prepare_cached("SELECT key, value FROM kvStore WHERE substr(key, 1, ?2) = ?1 ORDER BY key")?;
+    let rows = stmt.query_map(params![prefix, prefix.chars().count() as i64], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub(crate) fn kv_apply(conn: &Connection, writes: &BTreeMap<String, Option<String>>) -> Result<()> {
+    let mut put = conn.prepare_cached(
+        "INSERT INTO kvStore (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?;
+    let mut delete = conn.prepare_cached("DELETE FROM kvStore WHERE key = ?1")?;
+    for (key, value) in writes {
+        match value {
+            Some(value) => put.execute(params![key, value])?,
+            None => delete.execute(params![key])?,
+        };
+    }
+    Ok(())
+}

@@ -1,0 +1,344 @@
+//! The swing-store: kvStore (crank buffer, block buffer, LMDB) and streamStore
+//! (SQLite), with the two-commit-point protocol of the seed issue.
+//!
+//! Reads see the crank buffer, then the block buffer, then the database.
+//! `commit` runs: SQLite COMMIT, point A, LMDB commit, point B. In the `unified`
+//! design kvStore is a table of the SQLite database and there is one commit.
+
+use crate::config::{Design, Observer, Point, StoreConfig};
+use crate::error::{Error, Result};
+use crate::lmdb::LmdbKv;
+use crate::sqlite::{self, SQLITE_FILE};
+use rusqlite::Connection;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Pending kv changes: `None` is a delete.
+pub type KvWrites = BTreeMap<String, Option<String>>;
+
+/// A stream write buffered by the `ram-buffer` design until crank commit.
+#[derive(Clone, Debug)]
+enum StreamOp {
+    Write { stream: String, position: u64, item: String },
+    Delete { stream: String },
+}
+
+/// Name of the crank savepoint of the `unified` design.
+const CRANK_SAVEPOINT: &str = "crank";
+
+pub struct SwingStore {
+    design: Design,
+    dir: PathBuf,
+    conn: Connection,
+    /// `None` in the `unified` design.
+    lmdb: Option<LmdbKv>,
+    observer: Box<dyn Observer>,
+    /// Whether a SQLite transaction is open (opened lazily, closed by commit).
+    sqlite_txn_open: bool,
+    /// `Some` while a crank is open: that crank's kv writes.
+    crank_kv: Option<KvWrites>,
+    block_kv: KvWrites,
+    /// Stream writes of the open crank (`ram-buffer` design only).
+    crank_streams: Vec<StreamOp>,
+    poisoned: Option<String>,
+}
+
+impl SwingStore {
+    /// Open the store in `dir` (created if missing), checking the recorded design.
+    pub fn open(dir: &Path, config: StoreConfig) -> Result<SwingStore> {
+        check_directory(dir)?;
+        std::fs::create_dir_all(dir)?;
+        let conn = sqlite::open(&dir.join(SQLITE_FILE), &config)?;
+        let lmdb = match config.design.uses_lmdb() {
+            true => Some(LmdbKv::open(&dir.join("kv"), config.lmdb_map_bytes)?),
+            false => None,
+        };
+        Ok(SwingStore {
+            design: config.design,
+            dir: dir.to_path_buf(),
+            conn,
+            lmdb,
+            observer: config.observer,
+            sqlite_txn_open: false,
+            crank_kv: None,
+            block_kv: KvWrites::new(),
+            crank_streams: Vec::new(),
+            poisoned: None,
+        })
+    }
+
+    pub fn design(&self) -> Design {
+        self.design
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Report a durability point to the observer.
+    pub fn reached(&mut self, point: Point) -> Result<()> {
+        self.check_usable()?;
+        if self.observer.reached(point).is_err() {
+            return Err(self.poison(Error::Interrupted(point.to_string())));
+        }
+        Ok(())
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(reason) => Err(Error::Poisoned(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Remember that the store is half-applied; every later call fails.
+    fn poison(&mut self, error: Error) -> Error {
+        if self.poisoned.is_none() {
+            self.poisoned = Some(error.to_string());
+        }
+        error
+    }
+
+    /// Run `f`; a storage error poisons the store (no carrying on half-applied).
+    fn guarded<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        self.check_usable()?;
+        f(self).map_err(|e| self.poison(e))
+    }
+
+    fn ensure_sqlite_txn(&mut self) -> Result<()> {
+        if !self.sqlite_txn_open {
+            self.conn.execute_batch("BEGIN")?;
+            self.sqlite_txn_open = true;
+        }
+        Ok(())
+    }
+
+    // ---- kvStore ----
+
+    pub fn kv_get(&self, key: &str) -> Result<Option<String>> {
+        self.check_usable()?;
+        if let Some(value) = self.crank_kv.as_ref().and_then(|c| c.get(key)) {
+            return Ok(value.clone());
+        }
+        if let Some(value) = self.block_kv.get(key) {
+            return Ok(value.clone());
+        }
+        match &self.lmdb {
+            Some(lmdb) => lmdb.get(key),
+            None => sqlite::kv_get(&self.conn, key),
+        }
+    }
+
+    /// Every key starting with `prefix`, in key order, as the reads see them.
+    pub fn kv_scan(&self, prefix: &str) -> Result<BTreeMap<String, String>> {
+        self.check_usable()?;
+        let mut out = match &self.lmdb {
+            Some(lmdb) => lmdb.scan_prefix(prefix)?,
+            None => sqlite::kv_scan_prefix(&self.conn, prefix)?,
+        };
+        let overlays = [Some(&self.block_kv), self.crank_kv.as_ref()];
+        for overlay in overlays.into_iter().flatten() {
+            for (key, value) in overlay.range(prefix.to_string()..).take_while(|(k, _)| k.starts_with(prefix)) {
+                match value {
+                    Some(value) => out.insert(key.clone(), value.clone()),
+                    None => out.remove(key),
+                };
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn kv_set(&mut self, key: &str, value: &str) -> Result<()> {
+        self.check_usable()?;
+        self.pending_kv().insert(key.to_string(), Some(value.to_string()));
+        Ok(())
+    }
+
+    pub fn kv_delete(&mut self, key: &str) -> Result<()> {
+        self.check_usable()?;
+        self.pending_kv().insert(key.to_string(), None);
+        Ok(())
+    }
+
+    /// The crank buffer while a crank is open, else the block buffer.
+    fn pending_kv(&mut self) -> &mut KvWrites {
+        match &mut self.crank_kv {
+            Some(crank) => crank,
+            None => &mut self.block_kv,
+        }
+    }
+
+    /// The open crank's kv writes.
+    pub fn crank_writes(&self) -> Option<&KvWrites> {
+        self.crank_kv.as_ref()
+    }
+
+    // ---- streamStore ----
+
+    /// Upsert one item (an item past the end is simply overwritten later).
+    pub fn stream_write(&mut self, stream: &str, position: u64, item: &str) -> Result<()> {
+        if self.design == Design::RamBuffer && self.crank_kv.is_some() {
+            self.check_usable()?;
+            let op = StreamOp::Write { stream: stream.into(), position, item: item.into() };
+            self.crank_streams.push(op);
+            return Ok(());
+        }
+        self.guarded(|s| {
+            s.ensure_sqlite_txn()?;
+            sqlite::write_item(&s.conn, stream, position, item)
+        })
+    }
+
+    /// Delete every item of `stream`.
+    pub fn stream_delete(&mut self, stream: &str) -> Result<()> {
+        if self.design == Design::RamBuffer && self.crank_kv.is_some() {
+            self.check_usable()?;
+            self.crank_streams.push(StreamOp::Delete { stream: stream.into() });
+            return Ok(());
+        }
+        self.guarded(|s| {
+            s.ensure_sqlite_txn()?;
+            sqlite::delete_stream(&s.conn, stream)
+        })
+    }
+
+    /// Items of `stream` in `[start, end)` that exist, with their positions.
+    pub fn stream_read(&self, stream: &str, start: u64, end: u64) -> Result<Vec<(u64, String)>> {
+        self.check_usable()?;
+        let stored = sqlite::read_items(&self.conn, stream, start, end)?;
+        if self.crank_streams.is_empty() {
+            return Ok(stored);
+        }
+        let mut items: BTreeMap<u64, String> = stored.into_iter().collect();
+        for op in &self.crank_streams {
+            match op {
+                StreamOp::Write { stream: s, position, item } if s == stream && (start..end).contains(position) => {
+                    items.insert(*position, item.clone());
+                }
+                StreamOp::Delete { stream: s } if s == stream => items.clear(),
+                _ => {}
+            }
+        }
+        Ok(items.into_iter().collect())
+    }
+
+    // ---- cranks ----
+
+    pub fn begin_crank(&mut self) -> Result<()> {
+        if self.crank_kv.is_some() {
+            return Err(Error::Misuse("begin_crank with a crank open".into()));
+        }
+        self.guarded(|s| {
+            if s.design == Design::Unified {
+                // BEGIN first: a savepoint outside a transaction would autocommit at release.
+                s.ensure_sqlite_txn()?;
+                s.conn.execute_batch(&format!("SAVEPOINT {CRANK_SAVEPOINT}"))?;
+            }
+            s.crank_kv = Some(KvWrites::new());
+            Ok(())
+        })
+    }
+
+    /// Keep the crank's changes: kv writes into the block buffer, streams per design.
+    pub fn commit_crank(&mut self) -> Result<()> {
+        let Some(crank) = self.crank_kv.take() else {
+            return Err(Error::Misuse("commit_crank with no crank open".into()));
+        };
+        self.block_kv.extend(crank);
+        let ops = std::mem::take(&mut self.crank_streams);
+        self.guarded(|s| {
+            if s.design == Design::Unified {
+                s.conn.execute_batch(&format!("RELEASE {CRANK_SAVEPOINT}"))?;
+            }
+            for op in ops {
+                s.apply_stream_op(op)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn apply_stream_op(&mut self, op: StreamOp) -> Result<()> {
+        self.ensure_sqlite_txn()?;
+        match op {
+            StreamOp::Write { stream, position, item } => sqlite::write_item(&self.conn, &stream, position, &item),
+            StreamOp::Delete { stream } => sqlite::delete_stream(&self.conn, &stream),
+        }
+    }
+
+    /// Discard the crank's kv writes (and, per design, its stream writes).
+    pub fn abort_crank(&mut self) -> Result<()> {
+        if self.crank_kv.take().is_none() {
+            return Err(Error::Misuse("abort_crank with no crank open".into()));
+        }
+        self.crank_streams.clear();
+        self.guarded(|s| {
+            if s.design == Design::Unified {
+                s.conn.execute_batch(&format!("ROLLBACK TO {CRANK_SAVEPOINT}; RELEASE {CRANK_SAVEPOINT}"))?;
+            }
+            Ok(())
+        })
+    }
+
+    // ---- the block commit ----
+
+    /// Make the block durable: SQLite COMMIT, point A, LMDB commit, point B.
+    pub fn commit(&mut self) -> Result<()> {
+        if self.crank_kv.is_some() {
+            return Err(Error::Misuse("commit with a crank open".into()));
+        }
+        self.reached(Point::SqliteCommitStart)?;
+        match self.design {
+            Design::Unified => self.guarded(|s| {
+                s.ensure_sqlite_txn()?;
+                sqlite::kv_apply(&s.conn, &s.block_kv)?;
+                s.commit_sqlite()
+            })?,
+            _ => self.guarded(|s| {
+                s.ensure_sqlite_txn()?;
+                s.commit_sqlite()
+            })?,
+        }
+        self.reached(Point::PointA)?;
+        if let Some(lmdb) = &self.lmdb {
+            if self.observer.reached(Point::LmdbCommitStart).is_err() {
+                return Err(self.poison(Error::Interrupted(Point::LmdbCommitStart.to_string())));
+            }
+            if let Err(error) = lmdb.commit(&self.block_kv) {
+                return Err(self.poison(error));
+            }
+        }
+        self.block_kv.clear();
+        self.reached(Point::PointB)
+    }
+
+    fn commit_sqlite(&mut self) -> Result<()> {
+        self.conn.execute_batch("COMMIT")?;
+        self.sqlite_txn_open = false;
+        Ok(())
+    }
+
+    /// Close both databases for real (LMDB's environment included).
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+/// A directory that holds files but no swing-store database is someone else's.
+fn check_directory(dir: &Path) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut foreign = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if name != "kv" && !name.starts_with(SQLITE_FILE) {
+            foreign.push(name);
+        }
+    }
+    if foreign.is_empty() {
+        return Ok(());
+    }
+    foreign.sort();
+    let reason = format!("unexpected entries: {}", foreign.join(", "));
+    Err(Error::Foreign { path: dir.to_path_buf(), reason })
+}

@@ -1,0 +1,250 @@
+//! A vat worker: the heap of one incarnation, driven by deliveries. The same code
+//! runs live (syscalls answered by the kernel), in replay (answered from the
+//! transcript), and in the simulator's oracle (answered by a model).
+
+use super::bundles::{bundle, BundleDef, Defect};
+use super::{Delivery, Resolution, Syscall, SyscallResult, VatParams};
+use crate::error::Error;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Why a delivery did not complete.
+#[derive(Debug)]
+pub enum DeliverError {
+    /// The vat's own failure: the crank is aborted (or the upgrade fails).
+    Vat(String),
+    /// The kernel could not answer a syscall (storage error, replay divergence).
+    Kernel(Error),
+}
+
+impl From<Error> for DeliverError {
+    fn from(error: Error) -> Self {
+        DeliverError::Kernel(error)
+    }
+}
+
+/// Answers a vat's syscalls.
+pub trait SyscallHandler {
+    fn syscall(&mut self, syscall: Syscall) -> Result<SyscallResult, Error>;
+}
+
+/// The heap: everything here depends on every delivery and syscall result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+struct Heap {
+    multiplier: i64,
+    counter: i64,
+    deliveries: u64,
+    /// A running hash (FNV-1a) of every delivery and syscall result, in order.
+    history: u64,
+    /// Promises this vat awaits, and the ones it has seen settled.
+    awaiting: BTreeSet<String>,
+    settled: BTreeMap<String, String>,
+    stopped: bool,
+}
+
+/// A live vat: a bundle's code and its heap.
+#[derive(Clone, Debug)]
+pub struct VatWorker {
+    bundle: &'static BundleDef,
+    heap: Heap,
+}
+
+impl VatWorker {
+    /// Load a bundle's code. Fails for an unknown bundle or one that does not evaluate.
+    pub fn evaluate(bundle_id: &str) -> Result<VatWorker, String> {
+        let def = bundle(bundle_id).ok_or_else(|| format!("unknown bundle {bundle_id}"))?;
+        if def.defect == Some(Defect::FailsToEvaluate) {
+            return Err(format!("bundle {bundle_id} failed to evaluate: SyntaxError"));
+        }
+        Ok(VatWorker { bundle: def, heap: Heap::default() })
+    }
+
+    pub fn bundle_id(&self) -> &'static str {
+        self.bundle.id
+    }
+
+    /// Run one delivery to completion.
+    pub fn deliver(&mut self, delivery: &Delivery, sys: &mut dyn SyscallHandler) -> Result<(), DeliverError> {
+        self.heap.deliveries += 1;
+        self.mix(&super::describe(delivery));
+        let mut calls = Calls { sys, heap: &mut self.heap };
+        match delivery {
+            Delivery::StartVat { params } => start_vat(self.bundle, params, &mut calls),
+            Delivery::StopVat => stop_vat(&mut calls),
+            Delivery::Message { method, args, result } => {
+                message(self.bundle, method, args, result.as_deref(), &mut calls)
+            }
+            Delivery::Notify { promise, resolution } => notify(promise, resolution, &mut calls),
+        }
+    }
+
+    /// A digest of the whole heap.
+    pub fn heap_digest(&self) -> String {
+        let encoded = serde_json::to_vec(&self.heap).expect("heap encodes");
+        hex16(&Sha256::digest(encoded))
+    }
+
+    /// A short readable summary of the heap (for traces and snapshots).
+    pub fn heap_summary(&self) -> String {
+        let h = &self.heap;
+        format!(
+            "{} counter={} deliveries={} awaiting={} settled={} stopped={}",
+            self.bundle.id,
+            h.counter,
+            h.deliveries,
+            h.awaiting.len(),
+            h.settled.len(),
+            h.stopped
+        )
+    }
+
+    fn mix(&mut self, text: &str) {
+        self.heap.history = fnv1a(self.heap.history, text.as_bytes());
+    }
+}
+
+/// The first 16 hex digits of a digest.
+pub(crate) fn hex16(bytes: &[u8]) -> String {
+    bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
+    if hash == 0 {
+        hash = 0xcbf2_9ce4_8422_2325;
+    }
+    for byte in bytes {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
+}
+
+/// A delivery's view of the syscall handler: every result is mixed into the heap.
+struct Calls<'a> {
+    sys: &'a mut dyn SyscallHandler,
+    heap: &'a mut Heap,
+}
+
+impl Calls<'_> {
+    fn call(&mut self, syscall: Syscall) -> Result<SyscallResult, DeliverError> {
+        let result = self.sys.syscall(syscall)?;
+        self.heap.history = fnv1a(self.heap.history, super::describe(&result).as_bytes());
+        Ok(result)
+    }
+
+    fn get(&mut self, key: &str) -> Result<Option<String>, DeliverError> {
+        match self.call(Syscall::VatstoreGet { key: key.into() })? {
+            SyscallResult::Value { value } => Ok(value),
+            other => Err(unexpected("vatstoreGet", &other)),
+        }
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> Result<(), DeliverError> {
+        self.call(Syscall::VatstoreSet { key: key.into(), value: value.into() })?;
+        Ok(())
+    }
+
+    fn send(&mut self, target: &str, method: &str, args: Vec<String>) -> Result<String, DeliverError> {
+        let syscall = Syscall::Send { target: target.into(), method: method.into(), args };
+        match self.call(syscall)? {
+            SyscallResult::Promise { promise } => Ok(promise),
+            other => Err(unexpected("send", &other)),
+        }
+    }
+
+    fn resolve(&mut self, promise: &str, value: String) -> Result<(), DeliverError> {
+        let resolution = Resolution { rejected: false, value };
+        self.call(Syscall::Resolve { promise: promise.into(), resolution })?;
+        Ok(())
+    }
+}
+
+fn unexpected(syscall: &str, result: &SyscallResult) -> DeliverError {
+    DeliverError::Vat(format!("{syscall} returned {}", super::describe(result)))
+}
+
+fn start_vat(def: &BundleDef, params: &VatParams, calls: &mut Calls) -> Result<(), DeliverError> {
+    let registered = match calls.call(Syscall::VatstoreScan { prefix: "kind.".into() })? {
+        SyscallResult::Entries { entries } => entries,
+        other => return Err(unexpected("vatstoreScan", &other)),
+    };
+    for kind in def.kinds {
+        calls.set(&format!("kind.{kind}"), def.id)?;
+    }
+    let missing: Vec<&str> = registered
+        .iter()
+        .map(|(key, _)| &key["kind.".len()..])
+        .filter(|kind| !def.kinds.contains(kind))
+        .collect();
+    if !missing.is_empty() {
+        let tags = missing.join(", ");
+        return Err(DeliverError::Vat(format!("defineDurableKind not called for tags [{tags}]")));
+    }
+    if def.defect == Some(Defect::StartThrows) {
+        return Err(DeliverError::Vat("buildRootObject threw: Error: start failed".into()));
+    }
+    calls.heap.multiplier = params.multiplier;
+    calls.heap.counter = parse_count(calls.get("count")?);
+    calls.heap.stopped = false;
+    Ok(())
+}
+
+fn stop_vat(calls: &mut Calls) -> Result<(), DeliverError> {
+    let deliveries = calls.heap.deliveries.to_string();
+    calls.set("stoppedAfter", &deliveries)?;
+    calls.heap.stopped = true;
+    Ok(())
+}
+
+fn parse_count(value: Option<String>) -> i64 {
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn message(
+    def: &BundleDef,
+    method: &str,
+    args: &[String],
+    result: Option<&str>,
+    calls: &mut Calls,
+) -> Result<(), DeliverError> {
+    let amount: i64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(1);
+    match method {
+        // bump(n): add n * multiplier + version to the durable count.
+        "bump" => {
+            let count = parse_count(calls.get("count")?) + amount * calls.heap.multiplier + def.version;
+            calls.set("count", &count.to_string())?;
+            calls.heap.counter = count;
+        }
+        // forward(n, vat...): bump locally, then pass n+1 along the path and await it.
+        "forward" => {
+            let count = parse_count(calls.get("count")?) + amount;
+            calls.set("count", &count.to_string())?;
+            calls.heap.counter = count;
+            if let Some((next, rest)) = args.get(1..).and_then(|path| path.split_first()) {
+                let mut forwarded = vec![(amount + 1).to_string()];
+                forwarded.extend(rest.iter().cloned());
+                let promise = calls.send(next, "forward", forwarded)?;
+                calls.call(Syscall::Subscribe { promise: promise.clone() })?;
+                calls.heap.awaiting.insert(promise);
+            }
+        }
+        // explode(): write, then fail: the crank is aborted.
+        "explode" => {
+            calls.set("boom", "1")?;
+            return Err(DeliverError::Vat("explode: vat threw".into()));
+        }
+        other => return Err(DeliverError::Vat(format!("unknown method {other}"))),
+    }
+    if let Some(result) = result {
+        calls.resolve(result, calls.heap.counter.to_string())?;
+    }
+    Ok(())
+}
+
+fn notify(promise: &str, resolution: &Resolution, calls: &mut Calls) -> Result<(), DeliverError> {
+    calls.heap.awaiting.remove(promise);
+    calls.heap.settled.insert(promise.to_string(), resolution.value.clone());
+    calls.set("lastNotify", promise)?;
+    Ok(())
+}
