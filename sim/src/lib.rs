@@ -1,6 +1,13 @@
 //! The deterministic simulator. See ARCHITECTURE.md.
 
+pub mod check;
 pub mod fault;
 pub mod lmdb_io;
+pub mod node;
+pub mod options;
+pub mod oracle;
+pub mod run;
+pub mod summary;
+pub mod trace;
 pub mod vfs;
 pub mod world;

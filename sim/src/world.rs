@@ -85,6 +85,13 @@ impl World {
     }
 }
 
+impl World {
+    /// Ordinals hit in this run, by kind.
+    pub fn points_by_kind(&self) -> &BTreeMap<PointKind, Vec<u64>> {
+        &self.points_by_kind
+    }
+}
+
 thread_local! {
     static WORLD: RefCell<Option<World>> = const { RefCell::new(None) };
 }
@@ -111,7 +118,11 @@ fn with<R>(f: impl FnOnce(&mut World) -> R) -> Option<R> {
 /// `"swing-store"`) on `file`. `Ok` lets the caller proceed; `Err(Crashed)` means
 /// the run has crashed here or earlier: fail the operation, change nothing.
 /// Outside a world (a plain test) every point passes.
-pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> Result<(), Crashed> {
+pub fn durability_point(
+    kind: PointKind,
+    database: &'static str,
+    file: &str,
+) -> Result<(), Crashed> {
     let crash_now = with(|w| {
         if w.crashed.is_some() {
             return Err(Crashed);
@@ -123,7 +134,15 @@ pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> 
             return Ok(None);
         }
         w.crash_plan.pop();
-        let record = PointRecord { kind, ordinal, database, file: file.to_string(), at: w.position };
+        // The file name only: the directory holds the process ID, which must not reach a trace.
+        let file = file.rsplit('/').next().unwrap_or(file).to_string();
+        let record = PointRecord {
+            kind,
+            ordinal,
+            database,
+            file,
+            at: w.position,
+        };
         w.crashed = Some(record);
         Ok(Some(w.spec))
     });
@@ -141,7 +160,10 @@ pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> 
 /// since the disks borrow their own state; the torn rng is moved out meanwhile.
 fn freeze(spec: CrashSpec) {
     let mut rng = with(|w| w.torn_rng.clone()).expect("world installed");
-    let images = CrashImages { sqlite: vfs::capture(spec, &mut rng), lmdb: lmdb_io::capture(spec, &mut rng) };
+    let images = CrashImages {
+        sqlite: vfs::capture(spec, &mut rng),
+        lmdb: lmdb_io::capture(spec, &mut rng),
+    };
     with(|w| {
         w.torn_rng = rng;
         w.images = Some(images);

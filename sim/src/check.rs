@@ -1,0 +1,157 @@
+//! Failures and the comparisons that find them.
+
+use crate::node::Snapshot;
+use crate::world::PointRecord;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// What kind of failure a seed found; stable names for JSON and scenarios.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The no-fault reference run itself broke: the design fails without a crash.
+    ReferenceFailed,
+    /// Replay of a transcript made other syscalls than recorded.
+    ReplayDiverged,
+    /// A transcript item the kvStore points at is gone.
+    TranscriptMissing,
+    /// Another kernel or store error after a restart.
+    KernelError,
+    /// The kernel's committed height is behind a block the host saw committed.
+    LostCommit,
+    /// kvStore differs from the reference at the recovered height.
+    StateMismatch,
+    /// A transcript item of a current span differs from the reference.
+    TranscriptMismatch,
+    /// A vat rebuilt by replay has another heap than the oracle's.
+    HeapMismatch,
+    /// A block executed again after recovery did something else than in the reference.
+    DivergentBlock,
+    /// The kernel disagrees with the oracle (vat code run without the store).
+    OracleMismatch,
+    /// The final state differs from the reference's final state.
+    FinalMismatch,
+    /// The seed's run panicked (or its worker process died).
+    Panic,
+    /// Two runs of the seed differed (`--check-determinism`).
+    Nondeterministic,
+}
+
+impl FailureKind {
+    pub fn name(self) -> String {
+        serde_json::to_value(self)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// The failure kind of a kernel error after a restart.
+    pub fn of_error(error: &store::Error) -> FailureKind {
+        match error {
+            store::Error::ReplayDiverged { .. } => FailureKind::ReplayDiverged,
+            store::Error::TranscriptMissing { .. } => FailureKind::TranscriptMissing,
+            _ => FailureKind::KernelError,
+        }
+    }
+}
+
+impl fmt::Display for FailureKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+/// One failure, with where it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+    /// The last crash before the failure, if any.
+    pub point: Option<PointRecord>,
+    /// The block the host was at.
+    pub height: u64,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at block {}: {}",
+            self.kind, self.height, self.message
+        )?;
+        if let Some(point) = &self.point {
+            write!(f, " (after crash at {point})")?;
+        }
+        Ok(())
+    }
+}
+
+/// The first difference between two kv maps, or `None`.
+pub fn diff_kv(
+    expected: &BTreeMap<String, String>,
+    found: &BTreeMap<String, String>,
+) -> Option<String> {
+    let keys = expected.keys().chain(found.keys());
+    let mut differing = keys
+        .filter(|k| expected.get(*k) != found.get(*k))
+        .collect::<Vec<_>>();
+    differing.sort();
+    let key = differing.first()?;
+    Some(format!(
+        "kv {key}: expected {:?}, found {:?}",
+        expected.get(*key),
+        found.get(*key)
+    ))
+}
+
+/// The first difference between the spans of two snapshots, or `None`.
+pub fn diff_spans(expected: &Snapshot, found: &Snapshot) -> Option<String> {
+    for (vat, items) in &expected.spans {
+        let Some(found_items) = found.spans.get(vat) else {
+            return Some(format!("vat {vat}: span missing"));
+        };
+        if items != found_items {
+            let first = items.iter().zip(found_items).find(|(a, b)| a != b);
+            return Some(match first {
+                Some((a, b)) => format!(
+                    "vat {vat}: item {} expected {}, found item {} {}",
+                    a.0, a.1, b.0, b.1
+                ),
+                None => format!(
+                    "vat {vat}: {} items expected, {} found",
+                    items.len(),
+                    found_items.len()
+                ),
+            });
+        }
+    }
+    None
+}
+
+/// Every rebuilt vat's heap against the oracle's.
+pub fn diff_heaps(oracle: &BTreeMap<String, String>, found: &Snapshot) -> Option<String> {
+    let vats: Vec<&String> = found.vats.keys().collect();
+    let oracle_vats: Vec<&String> = oracle.keys().collect();
+    if vats != oracle_vats {
+        return Some(format!(
+            "vats: oracle has {oracle_vats:?}, kernel has {vats:?}"
+        ));
+    }
+    for (vat, status) in &found.vats {
+        if oracle[vat] != status.heap_digest {
+            let (expected, heap) = (&oracle[vat], &status.heap_summary);
+            return Some(format!(
+                "vat {vat}: heap {} ({heap}), oracle expected {expected}",
+                status.heap_digest
+            ));
+        }
+        if status.start > status.end {
+            return Some(format!(
+                "vat {vat}: start {} > end {}",
+                status.start, status.end
+            ));
+        }
+    }
+    None
+}

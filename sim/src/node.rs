@@ -1,0 +1,162 @@
+//! The kernel as a madsim node: it owns the store and the vat workers and serves
+//! the host's requests. Killing the node drops the kernel, which really closes
+//! both databases; restarting it reopens them from the crash images.
+
+use crate::fault::PointKind;
+use crate::world::{self, Position};
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use store::kernel::{BlockReport, HostInput, Kernel, KernelConfig, VatStatus};
+use store::{Design, Observer, Point, StoreConfig};
+
+/// How the kernel node opens its store.
+#[derive(Clone, Debug)]
+pub struct KernelSetup {
+    pub dir: PathBuf,
+    pub design: Design,
+    pub kernel: KernelConfig,
+}
+
+/// The kernel's state as a check sees it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    pub height: Option<u64>,
+    pub kv: BTreeMap<String, String>,
+    pub activity_hash: String,
+    /// Per vat, each item of the current span: (position, digest of the item).
+    pub spans: BTreeMap<String, Vec<(u64, String)>>,
+    /// Per vat, with every worker rebuilt by replay (full snapshots only).
+    pub vats: BTreeMap<String, VatStatus>,
+    /// Deliveries replayed to rebuild the workers (full snapshots only).
+    pub replayed: u64,
+}
+
+pub enum Request {
+    RunBlock {
+        height: u64,
+        inputs: Vec<HostInput>,
+        reply: oneshot::Sender<store::Result<BlockReport>>,
+    },
+    /// `full`: evict every worker and rebuild it by replay first.
+    Snapshot {
+        full: bool,
+        reply: oneshot::Sender<store::Result<Snapshot>>,
+    },
+}
+
+/// Where the node finds the receiving end of its request channel at each start.
+pub type Inbox = Arc<Mutex<Option<mpsc::UnboundedReceiver<Request>>>>;
+
+/// Maps the store's durability points to the world's crash points.
+struct SimObserver;
+
+impl Observer for SimObserver {
+    fn reached(&self, point: Point) -> Result<(), ()> {
+        let (kind, file) = match point {
+            Point::CrankStart { height, crank } => {
+                world::set_position(Position { height, crank });
+                (PointKind::Crank, "crank")
+            }
+            Point::PointA => (PointKind::PointA, "commit"),
+            Point::PointB => (PointKind::PointB, "commit"),
+            // The commits themselves are crash points through their syncs.
+            Point::SqliteCommitStart | Point::LmdbCommitStart => return Ok(()),
+        };
+        world::durability_point(kind, "swing-store", file).map_err(|_| ())
+    }
+}
+
+fn store_config(design: Design) -> StoreConfig {
+    let mut config = StoreConfig::new(design);
+    config.sqlite_vfs = Some(crate::vfs::VFS_NAME.to_string());
+    config.lmdb_map_bytes = 4 << 20;
+    config.observer = Box::new(SimObserver);
+    config
+}
+
+/// The node's main task: open the kernel, serve requests until killed.
+pub async fn serve(setup: KernelSetup, inbox: Inbox) {
+    let Some(mut requests) = inbox.lock().expect("inbox lock").take() else {
+        return;
+    };
+    let mut kernel = Kernel::open(&setup.dir, store_config(setup.design), setup.kernel);
+    while let Some(request) = requests.next().await {
+        match request {
+            Request::RunBlock {
+                height,
+                inputs,
+                reply,
+            } => {
+                let result = kernel
+                    .as_mut()
+                    .map_err(clone_error)
+                    .and_then(|k| k.run_block(height, &inputs));
+                let _ = reply.send(result);
+            }
+            Request::Snapshot { full, reply } => {
+                let result = kernel
+                    .as_mut()
+                    .map_err(clone_error)
+                    .and_then(|k| snapshot(k, full));
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+/// An open error is reported to every request; errors are not Clone, so copy its text.
+fn clone_error(error: &mut store::Error) -> store::Error {
+    match error {
+        store::Error::ReplayDiverged {
+            vat,
+            position,
+            expected,
+            found,
+        } => store::Error::ReplayDiverged {
+            vat: vat.clone(),
+            position: *position,
+            expected: expected.clone(),
+            found: found.clone(),
+        },
+        other => store::Error::Invariant(format!("kernel did not open: {other}")),
+    }
+}
+
+fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
+    let mut snap = Snapshot {
+        height: kernel.last_committed_height()?,
+        kv: kernel.store().kv_scan("")?,
+        activity_hash: kernel.activity_hash()?,
+        ..Snapshot::default()
+    };
+    let vats = kernel.vat_ids()?;
+    for vat in &vats {
+        let items = kernel.span_items(vat)?;
+        let digests = items
+            .iter()
+            .map(|(position, item)| (*position, item_digest(item)))
+            .collect();
+        snap.spans.insert(vat.clone(), digests);
+    }
+    if full {
+        kernel.evict_all();
+        let before = kernel.worker_stats().replayed_deliveries;
+        for vat in &vats {
+            snap.vats.insert(vat.clone(), kernel.vat_status(vat)?);
+        }
+        snap.replayed = kernel.worker_stats().replayed_deliveries - before;
+    }
+    Ok(snap)
+}
+
+fn item_digest(item: &str) -> String {
+    Sha256::digest(item.as_bytes())
+        .iter()
+        .take(6)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,183 @@
+//! Everything a seed decides (swarm testing): the workload the host feeds in,
+//! the kernel's limits, the fault mode and where to crash. One seed, one
+//! ChaCha8 stream, drawn in a fixed order: a seed means the same run everywhere.
+
+use crate::fault::{CrashSpec, FaultMode, PointKind};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::fmt;
+use store::kernel::{HostInput, KernelConfig};
+use store::vat::VatParams;
+
+/// Flags a user can set; everything else comes from the seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flags {
+    /// `None`: the seed picks the fault mode.
+    pub mode: Option<FaultMode>,
+    pub torn: bool,
+}
+
+/// The options one seed derives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedOptions {
+    pub seed: u64,
+    pub vats: usize,
+    pub blocks: u64,
+    pub kernel: KernelConfig,
+    pub crash: CrashSpec,
+    /// How many crashes the faulty run gets (each after the previous).
+    pub crashes: usize,
+    /// Relative weights of the kinds of crash point for the first crash.
+    pub point_weights: BTreeMap<PointKind, u32>,
+    /// The host's block log: inputs per height, starting at height 1.
+    pub workload: Vec<Vec<HostInput>>,
+}
+
+/// Small uniform draws from the seed's stream.
+struct Draw(ChaCha8Rng);
+
+impl Draw {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0.next_u64() % n.max(1)
+    }
+
+    fn range(&mut self, low: u64, high_inclusive: u64) -> u64 {
+        low + self.below(high_inclusive - low + 1)
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len() as u64) as usize]
+    }
+}
+
+const UPGRADE_TARGETS: &[&str] = &[
+    "counter-v2",
+    "counter-v3",
+    "counter-v2",
+    "counter-v3",
+    "bad-eval",
+    "forgets-kind",
+    "start-throws",
+    "counter-v1",
+];
+
+impl SeedOptions {
+    pub fn derive(seed: u64, flags: &Flags) -> SeedOptions {
+        let mut draw = Draw(ChaCha8Rng::seed_from_u64(seed));
+        let vats = draw.range(3, 5) as usize;
+        let blocks = draw.range(8, 14);
+        let kernel = KernelConfig {
+            max_workers_online: draw.range(1, 3) as usize,
+            max_cranks_per_block: 40,
+        };
+        let mode = match draw.chance(75) {
+            true => FaultMode::PowerLoss,
+            false => FaultMode::ProcessCrash,
+        };
+        let mode = flags.mode.unwrap_or(mode);
+        let crash = CrashSpec {
+            mode,
+            torn: flags.torn && mode == FaultMode::PowerLoss,
+        };
+        let crashes = draw.range(1, 2) as usize;
+        let point_weights = PointKind::ALL
+            .iter()
+            .map(|k| (*k, draw.range(0, 4) as u32 + 1))
+            .collect();
+        let workload = (1..=blocks)
+            .map(|height| block_inputs(&mut draw, height, vats))
+            .collect();
+        SeedOptions {
+            seed,
+            vats,
+            blocks,
+            kernel,
+            crash,
+            crashes,
+            point_weights,
+            workload,
+        }
+    }
+}
+
+fn vat_name(index: u64) -> String {
+    format!("v{}", index + 1)
+}
+
+fn block_inputs(draw: &mut Draw, height: u64, vats: usize) -> Vec<HostInput> {
+    let vats = vats as u64;
+    if height == 1 {
+        let create = |i| HostInput::CreateVat {
+            vat: vat_name(i),
+            bundle: "counter-v1".into(),
+            params: VatParams {
+                multiplier: i as i64 + 1,
+            },
+        };
+        return (0..vats).map(create).collect();
+    }
+    let count = draw.range(3, 8);
+    (0..count).map(|_| one_input(draw, vats)).collect()
+}
+
+fn one_input(draw: &mut Draw, vats: u64) -> HostInput {
+    let target = vat_name(draw.below(vats));
+    match draw.below(100) {
+        0..=37 => HostInput::Send {
+            target,
+            method: "bump".into(),
+            args: vec![draw.range(1, 9).to_string()],
+        },
+        38..=79 => {
+            let hops = draw.range(1, 3);
+            let mut args = vec![draw.range(1, 9).to_string()];
+            args.extend((0..hops).map(|_| vat_name(draw.below(vats))));
+            HostInput::Send {
+                target,
+                method: "forward".into(),
+                args,
+            }
+        }
+        80..=89 => HostInput::Send {
+            target,
+            method: "explode".into(),
+            args: vec![],
+        },
+        _ => HostInput::UpgradeVat {
+            vat: target,
+            bundle: draw.pick(UPGRADE_TARGETS).to_string(),
+            params: VatParams {
+                multiplier: draw.range(1, 9) as i64,
+            },
+        },
+    }
+}
+
+impl fmt::Display for SeedOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let inputs: usize = self.workload.iter().map(Vec::len).sum();
+        let upgrades = self
+            .workload
+            .iter()
+            .flatten()
+            .filter(|i| matches!(i, HostInput::UpgradeVat { .. }))
+            .count();
+        write!(
+            f,
+            "mode={} torn={} vats={} blocks={} inputs={} upgrades={} worker_cap={} crashes={}",
+            self.crash.mode,
+            self.crash.torn,
+            self.vats,
+            self.blocks,
+            inputs,
+            upgrades,
+            self.kernel.max_workers_online,
+            self.crashes
+        )
+    }
+}

@@ -1,0 +1,144 @@
+//! Results in a form that crosses process boundaries and ends up in JSON: one
+//! [`SeedResult`] per seed and design, and the [`Summary`] of a whole run.
+
+use crate::fault::PointKind;
+use crate::run::SeedReport;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A failure as reported.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailureRecord {
+    pub seed: u64,
+    pub design: String,
+    pub kind: String,
+    /// The crash point before the failure (kind, ordinal, database, file, block, crank).
+    pub point: Option<String>,
+    pub height: u64,
+    pub message: String,
+    pub repro: String,
+}
+
+/// One seed and design, as a worker reports it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeedResult {
+    pub seed: u64,
+    pub design: String,
+    pub options: String,
+    /// Kinds of the crash points hit, in order.
+    pub crashes: Vec<String>,
+    pub recoveries_checked: u64,
+    pub cranks: u64,
+    pub trace_hash: String,
+    pub failure: Option<FailureRecord>,
+}
+
+/// The flags that a repro line must repeat (everything else comes from the seed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReproFlags {
+    pub mode: Option<String>,
+    pub torn: bool,
+}
+
+pub fn repro_line(seed: u64, design: &str, flags: &ReproFlags) -> String {
+    let mut line = format!("cargo xtask sim --seed {seed} --design {design}");
+    if let Some(mode) = &flags.mode {
+        line += &format!(" --mode {mode}");
+    }
+    if flags.torn {
+        line += " --torn";
+    }
+    line
+}
+
+impl SeedResult {
+    pub fn from_report(report: &SeedReport, flags: &ReproFlags) -> SeedResult {
+        let design = report.design.name().to_string();
+        let failure = report.failure.as_ref().map(|f| FailureRecord {
+            seed: report.seed,
+            design: design.clone(),
+            kind: f.kind.name(),
+            point: f.point.as_ref().map(|p| p.to_string()),
+            height: f.height,
+            message: f.message.clone(),
+            repro: repro_line(report.seed, &design, flags),
+        });
+        SeedResult {
+            seed: report.seed,
+            design,
+            options: report.options.to_string(),
+            crashes: report
+                .crashes
+                .iter()
+                .map(|c| c.kind.name().to_string())
+                .collect(),
+            recoveries_checked: report.recoveries_checked,
+            cranks: report.cranks,
+            trace_hash: report.trace.hash(),
+            failure,
+        }
+    }
+}
+
+/// A whole run's summary (the `--json` file).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub seeds: u64,
+    pub failed: u64,
+    pub designs: Vec<String>,
+    pub crashes: u64,
+    pub crashes_by_point: BTreeMap<String, u64>,
+    pub recoveries_checked: u64,
+    pub cranks: u64,
+    pub elapsed_seconds: f64,
+    pub seeds_per_second: f64,
+    pub failures: Vec<FailureRecord>,
+}
+
+impl Summary {
+    pub fn new(designs: Vec<String>) -> Summary {
+        let crashes_by_point = PointKind::ALL
+            .iter()
+            .map(|k| (k.name().to_string(), 0))
+            .collect();
+        Summary {
+            designs,
+            crashes_by_point,
+            ..Summary::default()
+        }
+    }
+
+    pub fn add(&mut self, result: &SeedResult) {
+        self.seeds += 1;
+        self.crashes += result.crashes.len() as u64;
+        for kind in &result.crashes {
+            *self.crashes_by_point.entry(kind.clone()).or_default() += 1;
+        }
+        self.recoveries_checked += result.recoveries_checked;
+        self.cranks += result.cranks;
+        if let Some(failure) = &result.failure {
+            self.failed += 1;
+            self.failures.push(failure.clone());
+        }
+    }
+
+    /// Sort failures by seed and design, so the summary does not depend on job timing.
+    pub fn finish(&mut self, elapsed_seconds: f64) {
+        self.failures
+            .sort_by(|a, b| (a.seed, &a.design).cmp(&(b.seed, &b.design)));
+        self.elapsed_seconds = elapsed_seconds;
+        self.seeds_per_second = if elapsed_seconds > 0.0 {
+            self.seeds as f64 / elapsed_seconds
+        } else {
+            0.0
+        };
+    }
+
+    /// The closing line.
+    pub fn line(&self) -> String {
+        format!(
+            "sim: {} seeds, {} failed, {} crashes, {} recoveries checked, {:.1} seeds/s",
+            self.seeds, self.failed, self.crashes, self.recoveries_checked, self.seeds_per_second
+        )
+    }
+}

@@ -1,0 +1,44 @@
+//! A seed's trace: readable lines when asked for, and always a hash of them, so
+//! two runs of a seed can be compared cheaply.
+
+use sha2::{Digest, Sha256};
+
+#[derive(Clone, Debug)]
+pub struct Trace {
+    keep_lines: bool,
+    lines: Vec<String>,
+    hasher: Sha256,
+}
+
+impl Trace {
+    pub fn new(keep_lines: bool) -> Trace {
+        Trace {
+            keep_lines,
+            lines: Vec::new(),
+            hasher: Sha256::new(),
+        }
+    }
+
+    pub fn line(&mut self, line: String) {
+        self.hasher.update(line.as_bytes());
+        self.hasher.update(b"\n");
+        if self.keep_lines {
+            self.lines.push(line);
+        }
+    }
+
+    pub fn lines(&self) -> &[String] {
+        &self.lines
+    }
+
+    /// The hash of every line so far (16 hex digits).
+    pub fn hash(&self) -> String {
+        self.hasher
+            .clone()
+            .finalize()
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
