@@ -40,10 +40,7 @@ pub enum FailureKind {
 
 impl FailureKind {
     pub fn name(self) -> String {
-        serde_json::to_value(self)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }
 
     /// The failure kind of a kernel error after a restart.
@@ -75,11 +72,7 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} at block {}: {}",
-            self.kind, self.height, self.message
-        )?;
+        write!(f, "{} at block {}: {}", self.kind, self.height, self.message)?;
         if let Some(point) = &self.point {
             write!(f, " (after crash at {point})")?;
         }
@@ -88,21 +81,12 @@ impl fmt::Display for Failure {
 }
 
 /// The first difference between two kv maps, or `None`.
-pub fn diff_kv(
-    expected: &BTreeMap<String, String>,
-    found: &BTreeMap<String, String>,
-) -> Option<String> {
+pub fn diff_kv(expected: &BTreeMap<String, String>, found: &BTreeMap<String, String>) -> Option<String> {
     let keys = expected.keys().chain(found.keys());
-    let mut differing = keys
-        .filter(|k| expected.get(*k) != found.get(*k))
-        .collect::<Vec<_>>();
+    let mut differing = keys.filter(|k| expected.get(*k) != found.get(*k)).collect::<Vec<_>>();
     differing.sort();
     let key = differing.first()?;
-    Some(format!(
-        "kv {key}: expected {:?}, found {:?}",
-        expected.get(*key),
-        found.get(*key)
-    ))
+    Some(format!("kv {key}: expected {:?}, found {:?}", expected.get(*key), found.get(*key)))
 }
 
 /// The first difference between the spans of two snapshots, or `None`.
@@ -114,15 +98,8 @@ pub fn diff_spans(expected: &Snapshot, found: &Snapshot) -> Option<String> {
         if items != found_items {
             let first = items.iter().zip(found_items).find(|(a, b)| a != b);
             return Some(match first {
-                Some((a, b)) => format!(
-                    "vat {vat}: item {} expected {}, found item {} {}",
-                    a.0, a.1, b.0, b.1
-                ),
-                None => format!(
-                    "vat {vat}: {} items expected, {} found",
-                    items.len(),
-                    found_items.len()
-                ),
+                Some((a, b)) => format!("vat {vat}: item {} expected {}, found item {} {}", a.0, a.1, b.0, b.1),
+                None => format!("vat {vat}: {} items expected, {} found", items.len(), found_items.len()),
             });
         }
     }
@@ -134,23 +111,15 @@ pub fn diff_heaps(oracle: &BTreeMap<String, String>, found: &Snapshot) -> Option
     let vats: Vec<&String> = found.vats.keys().collect();
     let oracle_vats: Vec<&String> = oracle.keys().collect();
     if vats != oracle_vats {
-        return Some(format!(
-            "vats: oracle has {oracle_vats:?}, kernel has {vats:?}"
-        ));
+        return Some(format!("vats: oracle has {oracle_vats:?}, kernel has {vats:?}"));
     }
     for (vat, status) in &found.vats {
         if oracle[vat] != status.heap_digest {
             let (expected, heap) = (&oracle[vat], &status.heap_summary);
-            return Some(format!(
-                "vat {vat}: heap {} ({heap}), oracle expected {expected}",
-                status.heap_digest
-            ));
+            return Some(format!("vat {vat}: heap {} ({heap}), oracle expected {expected}", status.heap_digest));
         }
         if status.start > status.end {
-            return Some(format!(
-                "vat {vat}: start {} > end {}",
-                status.start, status.end
-            ));
+            return Some(format!("vat {vat}: start {} > end {}", status.start, status.end));
         }
     }
     None

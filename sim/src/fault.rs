@@ -77,13 +77,8 @@ pub enum PointKind {
 }
 
 impl PointKind {
-    pub const ALL: [PointKind; 5] = [
-        PointKind::SqliteSync,
-        PointKind::LmdbSync,
-        PointKind::PointA,
-        PointKind::PointB,
-        PointKind::Crank,
-    ];
+    pub const ALL: [PointKind; 5] =
+        [PointKind::SqliteSync, PointKind::LmdbSync, PointKind::PointA, PointKind::PointB, PointKind::Crank];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -128,11 +128,7 @@ struct State {
 
 impl State {
     const fn new() -> State {
-        State {
-            dirs: Vec::new(),
-            files: BTreeMap::new(),
-            fds: Vec::new(),
-        }
+        State { dirs: Vec::new(), files: BTreeMap::new(), fds: Vec::new() }
     }
 }
 
@@ -166,21 +162,16 @@ pub fn track_dir(dir: &Path) {
     install();
     let dir = canonical_dir(dir);
     let data = dir.join(DATA_FILE);
-    let existing = if STATE.with(|s| s.borrow().files.contains_key(&data)) {
-        None
-    } else {
-        read_whole(&data)
-    };
+    let existing = if STATE.with(|s| s.borrow().files.contains_key(&data)) { None } else { read_whole(&data) };
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         if !s.dirs.contains(&dir) {
             s.dirs.push(dir);
         }
         if let Some(bytes) = existing {
-            s.files.entry(data).or_insert(FileModel {
-                durable: Some(bytes).filter(|b| !b.is_empty()),
-                dirty: BTreeSet::new(),
-            });
+            s.files
+                .entry(data)
+                .or_insert(FileModel { durable: Some(bytes).filter(|b| !b.is_empty()), dirty: BTreeSet::new() });
         }
         s.fds.clear();
     });
@@ -211,13 +202,7 @@ pub fn capture(spec: CrashSpec, rng: &mut ChaCha8Rng) -> LmdbImage {
                 let s = s.borrow();
                 s.files
                     .iter()
-                    .map(|(path, f)| {
-                        (
-                            path.clone(),
-                            f.durable.clone(),
-                            f.dirty.iter().copied().collect(),
-                        )
-                    })
+                    .map(|(path, f)| (path.clone(), f.durable.clone(), f.dirty.iter().copied().collect()))
                     .collect()
             });
             for (path, durable, dirty) in files {
@@ -280,15 +265,7 @@ pub fn restore(image: &LmdbImage) {
         s.files = image
             .files
             .iter()
-            .map(|(path, bytes)| {
-                (
-                    path.clone(),
-                    FileModel {
-                        durable: Some(bytes.clone()),
-                        dirty: BTreeSet::new(),
-                    },
-                )
-            })
+            .map(|(path, bytes)| (path.clone(), FileModel { durable: Some(bytes.clone()), dirty: BTreeSet::new() }))
             .collect();
         s.fds.clear();
     });
@@ -307,9 +284,7 @@ fn canonical_dir(dir: &Path) -> PathBuf {
     let dir = if dir.is_absolute() {
         dir.to_path_buf()
     } else {
-        std::env::current_dir()
-            .expect("lmdb_io::track_dir: current dir")
-            .join(dir)
+        std::env::current_dir().expect("lmdb_io::track_dir: current dir").join(dir)
     };
     let mut rest = Vec::new();
     let mut base = dir.as_path();
@@ -374,15 +349,8 @@ unsafe fn raw_close(fd: c_int) -> c_int {
 fn raw_open_read(path: &Path) -> Option<c_int> {
     let c = CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: a valid NUL-terminated path.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            libc::O_RDONLY | libc::O_CLOEXEC,
-            0,
-        )
-    } as c_int;
+    let fd = unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, c.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC, 0) }
+        as c_int;
     (fd >= 0).then_some(fd)
 }
 
@@ -401,13 +369,7 @@ fn raw_pread_all(fd: c_int, offset: u64, len: usize) -> Option<Vec<u8>> {
     while done < len {
         // SAFETY: the buffer has `len - done` bytes left at `done`.
         let n = unsafe {
-            libc::syscall(
-                libc::SYS_pread64,
-                fd,
-                buf.as_mut_ptr().add(done),
-                len - done,
-                (offset + done as u64) as i64,
-            )
+            libc::syscall(libc::SYS_pread64, fd, buf.as_mut_ptr().add(done), len - done, (offset + done as u64) as i64)
         };
         if n < 0 {
             if errno() == libc::EINTR {
@@ -525,11 +487,7 @@ fn classify(fd: c_int) -> Option<Tracked> {
             if flags < 0 {
                 return None;
             }
-            let first_sight = if known {
-                None
-            } else {
-                Some(read_whole(&path).filter(|b| !b.is_empty()))
-            };
+            let first_sight = if known { None } else { Some(read_whole(&path).filter(|b| !b.is_empty())) };
             let t = Tracked {
                 path: Rc::from(path.as_path()),
                 dsync: flags & (libc::O_DSYNC | libc::O_SYNC) != 0,
@@ -538,10 +496,7 @@ fn classify(fd: c_int) -> Option<Tracked> {
             STATE.with(|s| {
                 let mut s = s.borrow_mut();
                 if let Some(durable) = first_sight {
-                    s.files.entry(path).or_insert(FileModel {
-                        durable,
-                        dirty: BTreeSet::new(),
-                    });
+                    s.files.entry(path).or_insert(FileModel { durable, dirty: BTreeSet::new() });
                 }
             });
             FdSlot::Tracked(t)
@@ -585,8 +540,7 @@ fn note_dirty(t: &Tracked, offset: u64, len: u64) {
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let file = s.files.entry(t.path.to_path_buf()).or_default();
-        file.dirty
-            .extend(offset / SECTOR..(offset + len).div_ceil(SECTOR));
+        file.dirty.extend(offset / SECTOR..(offset + len).div_ceil(SECTOR));
     });
 }
 
@@ -595,22 +549,13 @@ fn note_dirty(t: &Tracked, offset: u64, len: u64) {
 fn note_durable_write(fd: c_int, t: &Tracked, offset: u64, bytes: &[u8]) {
     let touched = offset / SECTOR..(offset + bytes.len() as u64).div_ceil(SECTOR);
     let dirty_touched: Vec<u64> = STATE
-        .with(|s| {
-            s.borrow()
-                .files
-                .get(&*t.path)
-                .map(|f| f.dirty.range(touched).copied().collect())
-        })
+        .with(|s| s.borrow().files.get(&*t.path).map(|f| f.dirty.range(touched).copied().collect()))
         .unwrap_or_default();
     let live = if dirty_touched.is_empty() {
         Some(Vec::new())
     } else {
-        read_live_runs(
-            t.readable.then_some(fd),
-            &t.path,
-            &sector_runs(dirty_touched.iter().copied()),
-        )
-        .map(|(_, chunks)| chunks)
+        read_live_runs(t.readable.then_some(fd), &t.path, &sector_runs(dirty_touched.iter().copied()))
+            .map(|(_, chunks)| chunks)
     };
     STATE.with(|s| {
         let mut s = s.borrow_mut();
@@ -630,19 +575,10 @@ fn note_durable_write(fd: c_int, t: &Tracked, offset: u64, bytes: &[u8]) {
 
 /// A sync of the file returned: durable = live.
 fn note_synced(fd: c_int, t: &Tracked) {
-    let dirty: Vec<u64> = STATE
-        .with(|s| {
-            s.borrow()
-                .files
-                .get(&*t.path)
-                .map(|f| f.dirty.iter().copied().collect())
-        })
-        .unwrap_or_default();
-    let Some((len, chunks)) = read_live_runs(
-        t.readable.then_some(fd),
-        &t.path,
-        &sector_runs(dirty.iter().copied()),
-    ) else {
+    let dirty: Vec<u64> =
+        STATE.with(|s| s.borrow().files.get(&*t.path).map(|f| f.dirty.iter().copied().collect())).unwrap_or_default();
+    let Some((len, chunks)) = read_live_runs(t.readable.then_some(fd), &t.path, &sector_runs(dirty.iter().copied()))
+    else {
         // Cannot happen: the file was just synced through `fd`. Keep it dirty.
         return;
     };
@@ -684,22 +620,13 @@ enum At {
 
 /// A write through `fd`: `write` performs it; `gather(n)` returns its first
 /// `n` bytes (for O_DSYNC writes).
-fn tracked_write(
-    fd: c_int,
-    at: At,
-    write: impl FnOnce() -> ssize_t,
-    gather: impl FnOnce(usize) -> Vec<u8>,
-) -> ssize_t {
+fn tracked_write(fd: c_int, at: At, write: impl FnOnce() -> ssize_t, gather: impl FnOnce(usize) -> Vec<u8>) -> ssize_t {
     let saved = errno();
     let Some(t) = classify(fd) else {
         set_errno(saved);
         return write();
     };
-    let blocked = if t.dsync {
-        point(&t).is_err()
-    } else {
-        world::is_crashed()
-    };
+    let blocked = if t.dsync { point(&t).is_err() } else { world::is_crashed() };
     if blocked {
         set_errno(libc::EIO);
         return -1;
@@ -771,12 +698,7 @@ unsafe fn gather_iov(iov: *const iovec, iovcnt: c_int, n: usize) -> Vec<u8> {
 /// # Safety
 /// As the libc function.
 #[no_mangle]
-pub unsafe extern "C" fn pwrite(
-    fd: c_int,
-    buf: *const c_void,
-    count: size_t,
-    offset: off_t,
-) -> ssize_t {
+pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, offset: off_t) -> ssize_t {
     if !active() {
         return raw_pwrite(fd, buf, count, offset);
     }
@@ -795,12 +717,7 @@ pub unsafe extern "C" fn pwrite(
 /// # Safety
 /// As the libc function.
 #[no_mangle]
-pub unsafe extern "C" fn pwrite64(
-    fd: c_int,
-    buf: *const c_void,
-    count: size_t,
-    offset: libc::off64_t,
-) -> ssize_t {
+pub unsafe extern "C" fn pwrite64(fd: c_int, buf: *const c_void, count: size_t, offset: libc::off64_t) -> ssize_t {
     pwrite(fd, buf, count, offset)
 }
 
@@ -813,14 +730,7 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
     if !active() {
         return raw_writev(fd, iov, iovcnt);
     }
-    guarded(|| {
-        tracked_write(
-            fd,
-            At::Position,
-            || raw_writev(fd, iov, iovcnt),
-            |n| gather_iov(iov, iovcnt, n),
-        )
-    })
+    guarded(|| tracked_write(fd, At::Position, || raw_writev(fd, iov, iovcnt), |n| gather_iov(iov, iovcnt, n)))
 }
 
 /// Interposed `pwritev(2)` (LMDB only with `MDB_USE_PWRITEV`, not defined here).
@@ -828,22 +738,12 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
 /// # Safety
 /// As the libc function.
 #[no_mangle]
-pub unsafe extern "C" fn pwritev(
-    fd: c_int,
-    iov: *const iovec,
-    iovcnt: c_int,
-    offset: off_t,
-) -> ssize_t {
+pub unsafe extern "C" fn pwritev(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: off_t) -> ssize_t {
     if !active() {
         return raw_pwritev(fd, iov, iovcnt, offset);
     }
     guarded(|| {
-        tracked_write(
-            fd,
-            At::Offset(offset),
-            || raw_pwritev(fd, iov, iovcnt, offset),
-            |n| gather_iov(iov, iovcnt, n),
-        )
+        tracked_write(fd, At::Offset(offset), || raw_pwritev(fd, iov, iovcnt, offset), |n| gather_iov(iov, iovcnt, n))
     })
 }
 
@@ -852,12 +752,7 @@ pub unsafe extern "C" fn pwritev(
 /// # Safety
 /// As the libc function.
 #[no_mangle]
-pub unsafe extern "C" fn pwritev64(
-    fd: c_int,
-    iov: *const iovec,
-    iovcnt: c_int,
-    offset: libc::off64_t,
-) -> ssize_t {
+pub unsafe extern "C" fn pwritev64(fd: c_int, iov: *const iovec, iovcnt: c_int, offset: libc::off64_t) -> ssize_t {
     pwritev(fd, iov, iovcnt, offset)
 }
 

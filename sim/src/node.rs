@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use store::kernel::{BlockReport, HostInput, Kernel, KernelConfig, VatStatus};
-use store::{Design, Observer, Point, StoreConfig};
+use store::{Design, Observer, Point, Stop, StoreConfig};
 
 /// How the kernel node opens its store.
 #[derive(Clone, Debug)]
@@ -55,7 +55,7 @@ pub type Inbox = Arc<Mutex<Option<mpsc::UnboundedReceiver<Request>>>>;
 struct SimObserver;
 
 impl Observer for SimObserver {
-    fn reached(&self, point: Point) -> Result<(), ()> {
+    fn reached(&self, point: Point) -> Result<(), Stop> {
         let (kind, file) = match point {
             Point::CrankStart { height, crank } => {
                 world::set_position(Position { height, crank });
@@ -66,7 +66,7 @@ impl Observer for SimObserver {
             // The commits themselves are crash points through their syncs.
             Point::SqliteCommitStart | Point::LmdbCommitStart => return Ok(()),
         };
-        world::durability_point(kind, "swing-store", file).map_err(|_| ())
+        world::durability_point(kind, "swing-store", file).map_err(|_| Stop)
     }
 }
 
@@ -86,22 +86,12 @@ pub async fn serve(setup: KernelSetup, inbox: Inbox) {
     let mut kernel = Kernel::open(&setup.dir, store_config(setup.design), setup.kernel);
     while let Some(request) = requests.next().await {
         match request {
-            Request::RunBlock {
-                height,
-                inputs,
-                reply,
-            } => {
-                let result = kernel
-                    .as_mut()
-                    .map_err(clone_error)
-                    .and_then(|k| k.run_block(height, &inputs));
+            Request::RunBlock { height, inputs, reply } => {
+                let result = kernel.as_mut().map_err(clone_error).and_then(|k| k.run_block(height, &inputs));
                 let _ = reply.send(result);
             }
             Request::Snapshot { full, reply } => {
-                let result = kernel
-                    .as_mut()
-                    .map_err(clone_error)
-                    .and_then(|k| snapshot(k, full));
+                let result = kernel.as_mut().map_err(clone_error).and_then(|k| snapshot(k, full));
                 let _ = reply.send(result);
             }
         }
@@ -111,12 +101,7 @@ pub async fn serve(setup: KernelSetup, inbox: Inbox) {
 /// An open error is reported to every request; errors are not Clone, so copy its text.
 fn clone_error(error: &mut store::Error) -> store::Error {
     match error {
-        store::Error::ReplayDiverged {
-            vat,
-            position,
-            expected,
-            found,
-        } => store::Error::ReplayDiverged {
+        store::Error::ReplayDiverged { vat, position, expected, found } => store::Error::ReplayDiverged {
             vat: vat.clone(),
             position: *position,
             expected: expected.clone(),
@@ -136,10 +121,7 @@ fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
     let vats = kernel.vat_ids()?;
     for vat in &vats {
         let items = kernel.span_items(vat)?;
-        let digests = items
-            .iter()
-            .map(|(position, item)| (*position, item_digest(item)))
-            .collect();
+        let digests = items.iter().map(|(position, item)| (*position, item_digest(item))).collect();
         snap.spans.insert(vat.clone(), digests);
     }
     if full {
@@ -154,9 +136,5 @@ fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
 }
 
 fn item_digest(item: &str) -> String {
-    Sha256::digest(item.as_bytes())
-        .iter()
-        .take(6)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(item.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
 }

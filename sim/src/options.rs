@@ -55,53 +55,25 @@ impl Draw {
     }
 }
 
-const UPGRADE_TARGETS: &[&str] = &[
-    "counter-v2",
-    "counter-v3",
-    "counter-v2",
-    "counter-v3",
-    "bad-eval",
-    "forgets-kind",
-    "start-throws",
-    "counter-v1",
-];
+const UPGRADE_TARGETS: &[&str] =
+    &["counter-v2", "counter-v3", "counter-v2", "counter-v3", "bad-eval", "forgets-kind", "start-throws", "counter-v1"];
 
 impl SeedOptions {
     pub fn derive(seed: u64, flags: &Flags) -> SeedOptions {
         let mut draw = Draw(ChaCha8Rng::seed_from_u64(seed));
         let vats = draw.range(3, 5) as usize;
         let blocks = draw.range(8, 14);
-        let kernel = KernelConfig {
-            max_workers_online: draw.range(1, 3) as usize,
-            max_cranks_per_block: 40,
-        };
+        let kernel = KernelConfig { max_workers_online: draw.range(1, 3) as usize, max_cranks_per_block: 40 };
         let mode = match draw.chance(75) {
             true => FaultMode::PowerLoss,
             false => FaultMode::ProcessCrash,
         };
         let mode = flags.mode.unwrap_or(mode);
-        let crash = CrashSpec {
-            mode,
-            torn: flags.torn && mode == FaultMode::PowerLoss,
-        };
+        let crash = CrashSpec { mode, torn: flags.torn && mode == FaultMode::PowerLoss };
         let crashes = draw.range(1, 2) as usize;
-        let point_weights = PointKind::ALL
-            .iter()
-            .map(|k| (*k, draw.range(0, 4) as u32 + 1))
-            .collect();
-        let workload = (1..=blocks)
-            .map(|height| block_inputs(&mut draw, height, vats))
-            .collect();
-        SeedOptions {
-            seed,
-            vats,
-            blocks,
-            kernel,
-            crash,
-            crashes,
-            point_weights,
-            workload,
-        }
+        let point_weights = PointKind::ALL.iter().map(|k| (*k, draw.range(0, 4) as u32 + 1)).collect();
+        let workload = (1..=blocks).map(|height| block_inputs(&mut draw, height, vats)).collect();
+        SeedOptions { seed, vats, blocks, kernel, crash, crashes, point_weights, workload }
     }
 }
 
@@ -115,9 +87,7 @@ fn block_inputs(draw: &mut Draw, height: u64, vats: usize) -> Vec<HostInput> {
         let create = |i| HostInput::CreateVat {
             vat: vat_name(i),
             bundle: "counter-v1".into(),
-            params: VatParams {
-                multiplier: i as i64 + 1,
-            },
+            params: VatParams { multiplier: i as i64 + 1 },
         };
         return (0..vats).map(create).collect();
     }
@@ -128,32 +98,18 @@ fn block_inputs(draw: &mut Draw, height: u64, vats: usize) -> Vec<HostInput> {
 fn one_input(draw: &mut Draw, vats: u64) -> HostInput {
     let target = vat_name(draw.below(vats));
     match draw.below(100) {
-        0..=37 => HostInput::Send {
-            target,
-            method: "bump".into(),
-            args: vec![draw.range(1, 9).to_string()],
-        },
+        0..=37 => HostInput::Send { target, method: "bump".into(), args: vec![draw.range(1, 9).to_string()] },
         38..=79 => {
             let hops = draw.range(1, 3);
             let mut args = vec![draw.range(1, 9).to_string()];
             args.extend((0..hops).map(|_| vat_name(draw.below(vats))));
-            HostInput::Send {
-                target,
-                method: "forward".into(),
-                args,
-            }
+            HostInput::Send { target, method: "forward".into(), args }
         }
-        80..=89 => HostInput::Send {
-            target,
-            method: "explode".into(),
-            args: vec![],
-        },
+        80..=89 => HostInput::Send { target, method: "explode".into(), args: vec![] },
         _ => HostInput::UpgradeVat {
             vat: target,
             bundle: draw.pick(UPGRADE_TARGETS).to_string(),
-            params: VatParams {
-                multiplier: draw.range(1, 9) as i64,
-            },
+            params: VatParams { multiplier: draw.range(1, 9) as i64 },
         },
     }
 }
@@ -161,12 +117,7 @@ fn one_input(draw: &mut Draw, vats: u64) -> HostInput {
 impl fmt::Display for SeedOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inputs: usize = self.workload.iter().map(Vec::len).sum();
-        let upgrades = self
-            .workload
-            .iter()
-            .flatten()
-            .filter(|i| matches!(i, HostInput::UpgradeVat { .. }))
-            .count();
+        let upgrades = self.workload.iter().flatten().filter(|i| matches!(i, HostInput::UpgradeVat { .. })).count();
         write!(
             f,
             "mode={} torn={} vats={} blocks={} inputs={} upgrades={} worker_cap={} crashes={}",

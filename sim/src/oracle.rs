@@ -5,9 +5,7 @@
 
 use std::collections::BTreeMap;
 use store::kernel::{BlockReport, CommittedDelivery};
-use store::vat::{
-    describe, DeliverError, Syscall, SyscallHandler, SyscallRecord, SyscallResult, VatWorker,
-};
+use store::vat::{describe, DeliverError, Syscall, SyscallHandler, SyscallRecord, SyscallResult, VatWorker};
 
 /// One vat as the oracle sees it.
 struct OracleVat {
@@ -24,8 +22,7 @@ impl Oracle {
     /// Apply a committed block; `Err` names the first disagreement with the kernel.
     pub fn apply(&mut self, report: &BlockReport) -> Result<(), String> {
         for delivery in &report.committed {
-            self.apply_delivery(delivery)
-                .map_err(|e| format!("block {}: vat {}: {e}", report.height, delivery.vat))?;
+            self.apply_delivery(delivery).map_err(|e| format!("block {}: vat {}: {e}", report.height, delivery.vat))?;
         }
         Ok(())
     }
@@ -33,51 +30,28 @@ impl Oracle {
     fn apply_delivery(&mut self, delivery: &CommittedDelivery) -> Result<(), String> {
         if let Some(bundle) = &delivery.new_worker {
             let worker = VatWorker::evaluate(bundle)?;
-            let vatstore = self
-                .vats
-                .remove(&delivery.vat)
-                .map(|v| v.vatstore)
-                .unwrap_or_default();
-            self.vats
-                .insert(delivery.vat.clone(), OracleVat { worker, vatstore });
+            let vatstore = self.vats.remove(&delivery.vat).map(|v| v.vatstore).unwrap_or_default();
+            self.vats.insert(delivery.vat.clone(), OracleVat { worker, vatstore });
         }
-        let vat = self
-            .vats
-            .get_mut(&delivery.vat)
-            .ok_or("delivery to a vat the oracle never saw start")?;
-        let mut model = ModelSyscalls {
-            vatstore: &mut vat.vatstore,
-            recorded: &delivery.entry.sc,
-            next: 0,
-        };
+        let vat = self.vats.get_mut(&delivery.vat).ok_or("delivery to a vat the oracle never saw start")?;
+        let mut model = ModelSyscalls { vatstore: &mut vat.vatstore, recorded: &delivery.entry.sc, next: 0 };
         let outcome = match vat.worker.deliver(&delivery.entry.d, &mut model) {
             Ok(()) => None,
             Err(DeliverError::Vat(message)) => Some(message),
             Err(DeliverError::Kernel(error)) => return Err(error.to_string()),
         };
         if model.next != delivery.entry.sc.len() {
-            return Err(format!(
-                "kernel recorded {} syscalls, vat code made {}",
-                delivery.entry.sc.len(),
-                model.next
-            ));
+            return Err(format!("kernel recorded {} syscalls, vat code made {}", delivery.entry.sc.len(), model.next));
         }
         if outcome != delivery.entry.r {
-            return Err(format!(
-                "outcome {} but kernel recorded {}",
-                describe(&outcome),
-                describe(&delivery.entry.r)
-            ));
+            return Err(format!("outcome {} but kernel recorded {}", describe(&outcome), describe(&delivery.entry.r)));
         }
         Ok(())
     }
 
     /// Heap digest of every vat.
     pub fn heap_digests(&self) -> BTreeMap<String, String> {
-        self.vats
-            .iter()
-            .map(|(vat, v)| (vat.clone(), v.worker.heap_digest()))
-            .collect()
+        self.vats.iter().map(|(vat, v)| (vat.clone(), v.worker.heap_digest())).collect()
     }
 }
 
@@ -92,21 +66,14 @@ struct ModelSyscalls<'a> {
 impl ModelSyscalls<'_> {
     fn model_answer(&mut self, syscall: &Syscall) -> Option<SyscallResult> {
         Some(match syscall {
-            Syscall::VatstoreGet { key } => SyscallResult::Value {
-                value: self.vatstore.get(key).cloned(),
-            },
+            Syscall::VatstoreGet { key } => SyscallResult::Value { value: self.vatstore.get(key).cloned() },
             Syscall::VatstoreSet { key, value } => {
                 self.vatstore.insert(key.clone(), value.clone());
                 SyscallResult::Done
             }
             Syscall::VatstoreScan { prefix } => {
-                let entries = self
-                    .vatstore
-                    .range(prefix.clone()..)
-                    .take_while(|(k, _)| k.starts_with(prefix.as_str()));
-                SyscallResult::Entries {
-                    entries: entries.map(|(k, v)| (k.clone(), v.clone())).collect(),
-                }
+                let entries = self.vatstore.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(prefix.as_str()));
+                SyscallResult::Entries { entries: entries.map(|(k, v)| (k.clone(), v.clone())).collect() }
             }
             Syscall::Subscribe { .. } | Syscall::Resolve { .. } => SyscallResult::Done,
             Syscall::Send { .. } => return None,
@@ -118,9 +85,7 @@ impl SyscallHandler for ModelSyscalls<'_> {
     fn syscall(&mut self, syscall: Syscall) -> store::Result<SyscallResult> {
         let index = self.next;
         let mismatch = |expected: String, found: String| {
-            store::Error::Invariant(format!(
-                "oracle: syscall {index} expected {expected}, found {found}"
-            ))
+            store::Error::Invariant(format!("oracle: syscall {index} expected {expected}, found {found}"))
         };
         let Some(record) = self.recorded.get(self.next) else {
             return Err(mismatch("no further syscall".into(), describe(&syscall)));
@@ -128,9 +93,7 @@ impl SyscallHandler for ModelSyscalls<'_> {
         if record.s != syscall {
             return Err(mismatch(describe(&record.s), describe(&syscall)));
         }
-        let answer = self
-            .model_answer(&syscall)
-            .unwrap_or_else(|| record.r.clone());
+        let answer = self.model_answer(&syscall).unwrap_or_else(|| record.r.clone());
         if answer != record.r {
             let what = format!("result of {}: {}", describe(&syscall), describe(&answer));
             return Err(mismatch(what, describe(&record.r)));

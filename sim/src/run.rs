@@ -63,15 +63,10 @@ static RUN_LOCK: Mutex<()> = Mutex::new(());
 
 /// Run one seed in `root` (a per-process scratch directory).
 pub fn run_seed(config: &SeedConfig, root: &Path) -> SeedReport {
-    let _one_run_at_a_time = RUN_LOCK
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _one_run_at_a_time = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let options = SeedOptions::derive(config.seed, &config.flags);
     let mut trace = Trace::new(config.verbose);
-    trace.line(format!(
-        "SEED={} design={} {options}",
-        config.seed, config.design
-    ));
+    trace.line(format!("SEED={} design={} {options}", config.seed, config.design));
     let mut report = SeedReport {
         seed: config.seed,
         design: config.design,
@@ -83,26 +78,15 @@ pub fn run_seed(config: &SeedConfig, root: &Path) -> SeedReport {
         trace: Trace::new(false),
     };
     let base = root.join(format!("{}-{}", config.seed, config.design));
-    let reference =
-        match reference_run(&options, config.design, &base.join("reference"), &mut trace) {
-            Ok(reference) => reference,
-            Err(failure) => return finish(report, trace, Some(failure)),
-        };
+    let reference = match reference_run(&options, config.design, &base.join("reference"), &mut trace) {
+        Ok(reference) => reference,
+        Err(failure) => return finish(report, trace, Some(failure)),
+    };
     report.cranks = reference.reports.iter().map(|r| r.cranks).sum();
     let plan = crash_plan(&options, &reference.points);
-    trace.line(format!(
-        "crash plan: ordinals {plan:?} of {} points",
-        total_points(&reference.points)
-    ));
+    trace.line(format!("crash plan: ordinals {plan:?} of {} points", total_points(&reference.points)));
     let reference = Arc::new(reference);
-    let faulty = faulty_run(
-        &options,
-        config.design,
-        &base.join("faulty"),
-        plan,
-        reference,
-        trace,
-    );
+    let faulty = faulty_run(&options, config.design, &base.join("faulty"), plan, reference, trace);
     report.crashes = faulty.crashes;
     report.recoveries_checked = faulty.recoveries;
     let _ = std::fs::remove_dir_all(&base);
@@ -126,7 +110,7 @@ fn total_points(points: &BTreeMap<PointKind, Vec<u64>>) -> u64 {
 /// Where to crash: the first crash at a point of a kind drawn by the seed's
 /// weights; each further crash a seeded distance after the previous one.
 fn crash_plan(options: &SeedOptions, points: &BTreeMap<PointKind, Vec<u64>>) -> Vec<u64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xc0a5_11);
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x00c0_a511);
     let weighted: Vec<(PointKind, u32)> = points
         .iter()
         .filter(|(_, ordinals)| !ordinals.is_empty())
@@ -176,11 +160,7 @@ impl KernelHandle {
             .name("kernel")
             .init(move || node::serve(setup.clone(), node_inbox.clone()))
             .build();
-        KernelHandle {
-            id: node.id(),
-            inbox,
-            requests,
-        }
+        KernelHandle { id: node.id(), inbox, requests }
     }
 
     /// Kill the node, let the simulated time pass so that its tasks (and the
@@ -198,15 +178,7 @@ impl KernelHandle {
 
     async fn run_block(&self, height: u64, inputs: Vec<HostInput>) -> store::Result<BlockReport> {
         let (reply, answer) = oneshot::channel();
-        self.call(
-            Request::RunBlock {
-                height,
-                inputs,
-                reply,
-            },
-            answer,
-        )
-        .await
+        self.call(Request::RunBlock { height, inputs, reply }, answer).await
     }
 
     async fn snapshot(&self, full: bool) -> store::Result<Snapshot> {
@@ -214,11 +186,7 @@ impl KernelHandle {
         self.call(Request::Snapshot { full, reply }, answer).await
     }
 
-    async fn call<T>(
-        &self,
-        request: Request,
-        answer: oneshot::Receiver<store::Result<T>>,
-    ) -> store::Result<T> {
+    async fn call<T>(&self, request: Request, answer: oneshot::Receiver<store::Result<T>>) -> store::Result<T> {
         let gone = || store::Error::Invariant("kernel node stopped without answering".into());
         self.requests.unbounded_send(request).map_err(|_| gone())?;
         answer.await.map_err(|_| gone())?
@@ -226,11 +194,7 @@ impl KernelHandle {
 }
 
 fn setup(options: &SeedOptions, design: Design, dir: &Path) -> KernelSetup {
-    KernelSetup {
-        dir: dir.to_path_buf(),
-        design,
-        kernel: options.kernel,
-    }
+    KernelSetup { dir: dir.to_path_buf(), design, kernel: options.kernel }
 }
 
 /// Install a fresh world for a run in `dir`, run `body` in a madsim runtime.
@@ -253,57 +217,32 @@ fn in_world<T>(
     (result, world)
 }
 
-fn reference_run(
-    options: &SeedOptions,
-    design: Design,
-    dir: &Path,
-    trace: &mut Trace,
-) -> Result<Reference, Failure> {
+fn reference_run(options: &SeedOptions, design: Design, dir: &Path, trace: &mut Trace) -> Result<Reference, Failure> {
     let kernel_setup = setup(options, design, dir);
     let workload = options.workload.clone();
     let body = async move {
         let kernel = KernelHandle::start(kernel_setup);
         let mut oracle = Oracle::default();
-        let fail = |height: u64, message: String| Failure {
-            kind: FailureKind::ReferenceFailed,
-            message,
-            point: None,
-            height,
-        };
+        let fail =
+            |height: u64, message: String| Failure { kind: FailureKind::ReferenceFailed, message, point: None, height };
         let mut reference = Reference {
             reports: Vec::new(),
-            snapshots: vec![kernel
-                .snapshot(false)
-                .await
-                .map_err(|e| fail(0, e.to_string()))?],
+            snapshots: vec![kernel.snapshot(false).await.map_err(|e| fail(0, e.to_string()))?],
             heaps: vec![BTreeMap::new()],
             final_snapshot: Snapshot::default(),
             points: BTreeMap::new(),
         };
         for (index, inputs) in workload.into_iter().enumerate() {
             let height = index as u64 + 1;
-            let report = kernel
-                .run_block(height, inputs)
-                .await
-                .map_err(|e| fail(height, e.to_string()))?;
-            oracle
-                .apply(&report)
-                .map_err(|e| fail(height, format!("oracle: {e}")))?;
-            reference.snapshots.push(
-                kernel
-                    .snapshot(false)
-                    .await
-                    .map_err(|e| fail(height, e.to_string()))?,
-            );
+            let report = kernel.run_block(height, inputs).await.map_err(|e| fail(height, e.to_string()))?;
+            oracle.apply(&report).map_err(|e| fail(height, format!("oracle: {e}")))?;
+            reference.snapshots.push(kernel.snapshot(false).await.map_err(|e| fail(height, e.to_string()))?);
             reference.heaps.push(oracle.heap_digests());
             reference.reports.push(report);
             madsim::time::sleep(Duration::from_secs(5)).await;
         }
         let height = reference.reports.len() as u64;
-        let last = kernel
-            .snapshot(true)
-            .await
-            .map_err(|e| fail(height, e.to_string()))?;
+        let last = kernel.snapshot(true).await.map_err(|e| fail(height, e.to_string()))?;
         if let Some(diff) = diff_heaps(&reference.heaps[height as usize], &last) {
             return Err(fail(height, format!("oracle: {diff}")));
         }
@@ -324,10 +263,7 @@ fn describe_block(report: &BlockReport) -> String {
         .outcomes
         .iter()
         .map(|o| match &o.result {
-            Ok(incarnation) => format!(
-                "{} {} {} -> incarnation {incarnation}",
-                o.action, o.vat, o.bundle
-            ),
+            Ok(incarnation) => format!("{} {} {} -> incarnation {incarnation}", o.action, o.vat, o.bundle),
             Err(reason) => format!("{} {} {} failed: {reason}", o.action, o.vat, o.bundle),
         })
         .collect();
@@ -372,37 +308,18 @@ fn faulty_run(
     let workload = options.workload.clone();
     let crashes_planned = plan.len();
     let body = async move {
-        let mut host = Host {
-            reference,
-            crashes: Vec::new(),
-            recoveries: 0,
-            acked: 0,
-            trace,
-        };
+        let mut host = Host { reference, crashes: Vec::new(), recoveries: 0, acked: 0, trace };
         let mut kernel = KernelHandle::start(kernel_setup);
-        let failure = host
-            .drive(&mut kernel, &workload, crashes_planned)
-            .await
-            .err();
+        let failure = host.drive(&mut kernel, &workload, crashes_planned).await.err();
         (host, failure)
     };
     let ((host, failure), _world) = in_world(options, dir, plan, body);
-    FaultyOutcome {
-        failure,
-        crashes: host.crashes,
-        recoveries: host.recoveries,
-        trace: host.trace,
-    }
+    FaultyOutcome { failure, crashes: host.crashes, recoveries: host.recoveries, trace: host.trace }
 }
 
 impl Host {
     fn failure(&self, kind: FailureKind, height: u64, message: String) -> Failure {
-        Failure {
-            kind,
-            message,
-            point: self.crashes.last().cloned(),
-            height,
-        }
+        Failure { kind, message, point: self.crashes.last().cloned(), height }
     }
 
     async fn drive(
@@ -418,10 +335,7 @@ impl Host {
             if height > workload.len() as u64 {
                 return self.check_final(kernel).await;
             }
-            match kernel
-                .run_block(height, workload[height as usize - 1].clone())
-                .await
-            {
+            match kernel.run_block(height, workload[height as usize - 1].clone()).await {
                 Ok(report) => {
                     self.check_block(&report)?;
                     self.acked = height;
@@ -429,31 +343,17 @@ impl Host {
                     madsim::time::sleep(Duration::from_secs(5)).await;
                 }
                 Err(_) if world::is_crashed() => height = self.recover(kernel, crashes).await? + 1,
-                Err(error) => {
-                    return Err(self.failure(
-                        FailureKind::of_error(&error),
-                        height,
-                        error.to_string(),
-                    ))
-                }
+                Err(error) => return Err(self.failure(FailureKind::of_error(&error), height, error.to_string())),
             }
         }
-        Err(self.failure(
-            FailureKind::KernelError,
-            height,
-            format!("no progress after {max_attempts} block attempts"),
-        ))
+        Err(self.failure(FailureKind::KernelError, height, format!("no progress after {max_attempts} block attempts")))
     }
 
     /// A block run again after a recovery must do exactly what it did in the reference.
     fn check_block(&self, report: &BlockReport) -> Result<(), Failure> {
         let expected = &self.reference.reports[report.height as usize - 1];
         if report != expected {
-            let message = format!(
-                "expected `{}`, found `{}`",
-                describe_block(expected),
-                describe_block(report)
-            );
+            let message = format!("expected `{}`, found `{}`", describe_block(expected), describe_block(report));
             return Err(self.failure(FailureKind::DivergentBlock, report.height, message));
         }
         Ok(())
@@ -464,11 +364,7 @@ impl Host {
     async fn recover(&mut self, kernel: &mut KernelHandle, crashes: usize) -> Result<u64, Failure> {
         for _ in 0..=crashes {
             let Some((point, images)) = world::take_crash() else {
-                return Err(self.failure(
-                    FailureKind::KernelError,
-                    self.acked,
-                    "crash without images".into(),
-                ));
+                return Err(self.failure(FailureKind::KernelError, self.acked, "crash without images".into()));
             };
             self.trace.line(format!("crash at {point}"));
             self.crashes.push(point);
@@ -477,43 +373,28 @@ impl Host {
                 Ok(snapshot) => return self.check_recovery(&snapshot),
                 Err(_) if world::is_crashed() => continue,
                 Err(error) => {
-                    return Err(self.failure(
-                        FailureKind::of_error(&error),
-                        self.acked + 1,
-                        error.to_string(),
-                    ))
+                    return Err(self.failure(FailureKind::of_error(&error), self.acked + 1, error.to_string()))
                 }
             }
         }
-        Err(self.failure(
-            FailureKind::KernelError,
-            self.acked,
-            "more crashes than planned".into(),
-        ))
+        Err(self.failure(FailureKind::KernelError, self.acked, "more crashes than planned".into()))
     }
 
     fn check_recovery(&mut self, found: &Snapshot) -> Result<u64, Failure> {
         let height = found.height.unwrap_or(0);
         if height < self.acked || height > self.acked + 1 {
-            let message = format!(
-                "host saw block {} committed, kernel recovered at height {height}",
-                self.acked
-            );
+            let message = format!("host saw block {} committed, kernel recovered at height {height}", self.acked);
             return Err(self.failure(FailureKind::LostCommit, height, message));
         }
         let reference = self.reference.clone();
-        self.compare(
-            &reference.snapshots[height as usize],
-            &reference.heaps[height as usize],
-            found,
-            height,
-        )?;
+        self.compare(&reference.snapshots[height as usize], &reference.heaps[height as usize], found, height)?;
         self.recoveries += 1;
         // The kernel committed the block in flight (a crash after its commit point):
         // the host now knows it is committed and must not run it again.
         self.acked = height;
         let replayed = found.replayed;
-        self.trace.line(format!("recovered at height {height}: state equals the reference; replayed {replayed} deliveries"));
+        self.trace
+            .line(format!("recovered at height {height}: state equals the reference; replayed {replayed} deliveries"));
         Ok(height)
     }
 
@@ -538,26 +419,14 @@ impl Host {
 
     async fn check_final(&mut self, kernel: &KernelHandle) -> Result<(), Failure> {
         let height = self.reference.reports.len() as u64;
-        let found = kernel
-            .snapshot(true)
-            .await
-            .map_err(|e| self.failure(FailureKind::of_error(&e), height, e.to_string()))?;
+        let found =
+            kernel.snapshot(true).await.map_err(|e| self.failure(FailureKind::of_error(&e), height, e.to_string()))?;
         let reference = self.reference.clone();
-        self.compare(
-            &reference.final_snapshot,
-            &reference.heaps[height as usize],
-            &found,
-            height,
-        )
-        .map_err(|f| Failure {
-            kind: FailureKind::FinalMismatch,
-            ..f
-        })?;
+        self.compare(&reference.final_snapshot, &reference.heaps[height as usize], &found, height)
+            .map_err(|f| Failure { kind: FailureKind::FinalMismatch, ..f })?;
         if found.activity_hash != reference.final_snapshot.activity_hash {
-            let message = format!(
-                "activity hash {} expected {}",
-                found.activity_hash, reference.final_snapshot.activity_hash
-            );
+            let message =
+                format!("activity hash {} expected {}", found.activity_hash, reference.final_snapshot.activity_hash);
             return Err(self.failure(FailureKind::FinalMismatch, height, message));
         }
         self.trace.line(format!(
@@ -575,10 +444,6 @@ pub fn scratch_root() -> (PathBuf, Option<String>) {
     if shm.is_dir() {
         return (shm.join(format!("swingsim-{pid}")), None);
     }
-    let warning =
-        "warning: /dev/shm not found; LMDB files go to the system temp dir (slower)".to_string();
-    (
-        std::env::temp_dir().join(format!("swingsim-{pid}")),
-        Some(warning),
-    )
+    let warning = "warning: /dev/shm not found; LMDB files go to the system temp dir (slower)".to_string();
+    (std::env::temp_dir().join(format!("swingsim-{pid}")), Some(warning))
 }

@@ -4,6 +4,7 @@
 use crate::fault::PointKind;
 use crate::run::SeedReport;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// A failure as reported.
@@ -67,11 +68,7 @@ impl SeedResult {
             seed: report.seed,
             design,
             options: report.options.to_string(),
-            crashes: report
-                .crashes
-                .iter()
-                .map(|c| c.kind.name().to_string())
-                .collect(),
+            crashes: report.crashes.iter().map(|c| c.kind.name().to_string()).collect(),
             recoveries_checked: report.recoveries_checked,
             cranks: report.cranks,
             trace_hash: report.trace.hash(),
@@ -92,20 +89,18 @@ pub struct Summary {
     pub cranks: u64,
     pub elapsed_seconds: f64,
     pub seeds_per_second: f64,
+    /// A digest of every seed's trace hash, in seed order: equal across runs,
+    /// processes and `--jobs` values when the simulation is deterministic.
+    pub trace_digest: String,
     pub failures: Vec<FailureRecord>,
+    #[serde(skip)]
+    trace_hashes: BTreeMap<(u64, String), String>,
 }
 
 impl Summary {
     pub fn new(designs: Vec<String>) -> Summary {
-        let crashes_by_point = PointKind::ALL
-            .iter()
-            .map(|k| (k.name().to_string(), 0))
-            .collect();
-        Summary {
-            designs,
-            crashes_by_point,
-            ..Summary::default()
-        }
+        let crashes_by_point = PointKind::ALL.iter().map(|k| (k.name().to_string(), 0)).collect();
+        Summary { designs, crashes_by_point, ..Summary::default() }
     }
 
     pub fn add(&mut self, result: &SeedResult) {
@@ -116,6 +111,7 @@ impl Summary {
         }
         self.recoveries_checked += result.recoveries_checked;
         self.cranks += result.cranks;
+        self.trace_hashes.insert((result.seed, result.design.clone()), result.trace_hash.clone());
         if let Some(failure) = &result.failure {
             self.failed += 1;
             self.failures.push(failure.clone());
@@ -124,14 +120,14 @@ impl Summary {
 
     /// Sort failures by seed and design, so the summary does not depend on job timing.
     pub fn finish(&mut self, elapsed_seconds: f64) {
-        self.failures
-            .sort_by(|a, b| (a.seed, &a.design).cmp(&(b.seed, &b.design)));
+        self.failures.sort_by(|a, b| (a.seed, &a.design).cmp(&(b.seed, &b.design)));
         self.elapsed_seconds = elapsed_seconds;
-        self.seeds_per_second = if elapsed_seconds > 0.0 {
-            self.seeds as f64 / elapsed_seconds
-        } else {
-            0.0
-        };
+        let mut hasher = Sha256::new();
+        for ((seed, design), hash) in &self.trace_hashes {
+            hasher.update(format!("{seed} {design} {hash}\n").as_bytes());
+        }
+        self.trace_digest = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+        self.seeds_per_second = if elapsed_seconds > 0.0 { self.seeds as f64 / elapsed_seconds } else { 0.0 };
     }
 
     /// The closing line.

@@ -12,11 +12,7 @@ pub struct Trace {
 
 impl Trace {
     pub fn new(keep_lines: bool) -> Trace {
-        Trace {
-            keep_lines,
-            lines: Vec::new(),
-            hasher: Sha256::new(),
-        }
+        Trace { keep_lines, lines: Vec::new(), hasher: Sha256::new() }
     }
 
     pub fn line(&mut self, line: String) {
@@ -33,12 +29,6 @@ impl Trace {
 
     /// The hash of every line so far (16 hex digits).
     pub fn hash(&self) -> String {
-        self.hasher
-            .clone()
-            .finalize()
-            .iter()
-            .take(8)
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        self.hasher.clone().finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 }

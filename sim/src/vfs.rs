@@ -109,12 +109,7 @@ fn grow(image: &mut Vec<u8>, len: usize) {
 impl Node {
     /// A file as a restored disk has it: synced, nothing pending.
     fn synced(bytes: &[u8]) -> Node {
-        Node {
-            live: bytes.to_vec(),
-            durable: Some(bytes.to_vec()),
-            low_water: bytes.len(),
-            ..Node::default()
-        }
+        Node { live: bytes.to_vec(), durable: Some(bytes.to_vec()), low_water: bytes.len(), ..Node::default() }
     }
 
     /// Read at `offset`; zero-fills past the end and says whether `buf` was filled.
@@ -133,15 +128,13 @@ impl Node {
         let end = offset + data.len();
         grow(&mut self.live, end);
         self.live[offset..end].copy_from_slice(data);
-        self.dirty
-            .extend(offset / SECTOR_BYTES..=(end - 1) / SECTOR_BYTES);
+        self.dirty.extend(offset / SECTOR_BYTES..=(end - 1) / SECTOR_BYTES);
     }
 
     fn truncate(&mut self, len: usize) {
         if len > self.live.len() {
             // Extending writes zeros: those sectors change too.
-            self.dirty
-                .extend(self.live.len() / SECTOR_BYTES..len.div_ceil(SECTOR_BYTES));
+            self.dirty.extend(self.live.len() / SECTOR_BYTES..len.div_ceil(SECTOR_BYTES));
         }
         self.live.resize(len, 0);
         self.low_water = self.low_water.min(len);
@@ -281,10 +274,7 @@ impl Shm {
             return ffi::SQLITE_OK;
         }
         let exclusive = flags & ffi::SQLITE_SHM_EXCLUSIVE != 0;
-        if !slots
-            .clone()
-            .all(|slot| self.can_take(held, slot, exclusive))
-        {
+        if !slots.clone().all(|slot| self.can_take(held, slot, exclusive)) {
             return ffi::SQLITE_BUSY;
         }
         for slot in slots {
@@ -378,8 +368,7 @@ pub fn reset() {
 
 /// What survives a crash now, per `spec`.
 pub fn capture(spec: CrashSpec, rng: &mut ChaCha8Rng) -> VfsImage {
-    let nodes: Vec<(String, NodeRef)> =
-        with_disk(|disk| disk.iter().map(|(p, n)| (p.clone(), n.clone())).collect());
+    let nodes: Vec<(String, NodeRef)> = with_disk(|disk| disk.iter().map(|(p, n)| (p.clone(), n.clone())).collect());
     let files = nodes
         .into_iter()
         .filter_map(|(path, node)| {
@@ -392,10 +381,7 @@ pub fn capture(spec: CrashSpec, rng: &mut ChaCha8Rng) -> VfsImage {
 
 /// Replace this thread's disk by `image` (after a crash): durable = live = image.
 pub fn restore(image: &VfsImage) {
-    let files = image
-        .files
-        .iter()
-        .map(|(path, bytes)| (path.clone(), Arc::new(Mutex::new(Node::synced(bytes)))));
+    let files = image.files.iter().map(|(path, bytes)| (path.clone(), Arc::new(Mutex::new(Node::synced(bytes)))));
     with_disk(|disk| *disk = files.collect());
 }
 
@@ -428,11 +414,7 @@ pub fn seed_sqlite_prng(seed: u32) {
     let seed = if seed == 0 { 0x5eed } else { seed };
     // SAFETY: PRNG_SEED takes an int and a (null) connection.
     unsafe {
-        ffi::sqlite3_test_control(
-            ffi::SQLITE_TESTCTRL_PRNG_SEED,
-            seed as c_int,
-            std::ptr::null_mut::<ffi::sqlite3>(),
-        );
+        ffi::sqlite3_test_control(ffi::SQLITE_TESTCTRL_PRNG_SEED, seed as c_int, std::ptr::null_mut::<ffi::sqlite3>());
     }
 }
 
@@ -568,11 +550,7 @@ unsafe extern "C" fn x_open(
 }
 
 /// Deletion is durable at once (see the module doc); deleting nothing succeeds.
-unsafe extern "C" fn x_delete(
-    _vfs: *mut ffi::sqlite3_vfs,
-    name: *const c_char,
-    _sync_dir: c_int,
-) -> c_int {
+unsafe extern "C" fn x_delete(_vfs: *mut ffi::sqlite3_vfs, name: *const c_char, _sync_dir: c_int) -> c_int {
     guard(ffi::SQLITE_IOERR_DELETE, || {
         if world::is_crashed() {
             return ffi::SQLITE_IOERR_DELETE;
@@ -639,11 +617,7 @@ unsafe extern "C" fn x_dl_sym(
 unsafe extern "C" fn x_dl_close(_vfs: *mut ffi::sqlite3_vfs, _handle: *mut c_void) {}
 
 /// Seeded by the world, so that two runs of one seed see the same bytes.
-unsafe extern "C" fn x_randomness(
-    _vfs: *mut ffi::sqlite3_vfs,
-    n: c_int,
-    out: *mut c_char,
-) -> c_int {
+unsafe extern "C" fn x_randomness(_vfs: *mut ffi::sqlite3_vfs, n: c_int, out: *mut c_char) -> c_int {
     guard(0, || {
         let n = usize::try_from(n).unwrap_or(0);
         world::fill_random(std::slice::from_raw_parts_mut(out.cast::<u8>(), n));
@@ -663,21 +637,14 @@ unsafe extern "C" fn x_current_time(_vfs: *mut ffi::sqlite3_vfs, out: *mut f64) 
     })
 }
 
-unsafe extern "C" fn x_current_time_int64(
-    _vfs: *mut ffi::sqlite3_vfs,
-    out: *mut ffi::sqlite3_int64,
-) -> c_int {
+unsafe extern "C" fn x_current_time_int64(_vfs: *mut ffi::sqlite3_vfs, out: *mut ffi::sqlite3_int64) -> c_int {
     guard(ffi::SQLITE_ERROR, || {
         *out = world::now_ms() + UNIX_EPOCH_JULIAN_MS;
         ffi::SQLITE_OK
     })
 }
 
-unsafe extern "C" fn x_get_last_error(
-    _vfs: *mut ffi::sqlite3_vfs,
-    _n: c_int,
-    _out: *mut c_char,
-) -> c_int {
+unsafe extern "C" fn x_get_last_error(_vfs: *mut ffi::sqlite3_vfs, _n: c_int, _out: *mut c_char) -> c_int {
     0
 }
 
@@ -714,10 +681,7 @@ unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
         release_all(&mut handle);
         if let (true, Some(path)) = (handle.delete_on_close, &handle.path) {
             with_disk(|disk| {
-                if disk
-                    .get(path)
-                    .is_some_and(|node| Arc::ptr_eq(node, &handle.node))
-                {
+                if disk.get(path).is_some_and(|node| Arc::ptr_eq(node, &handle.node)) {
                     disk.remove(path);
                 }
             });
@@ -729,23 +693,15 @@ unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
 /// Drop whatever locks and shared memory `handle` still holds.
 fn release_all(handle: &mut Handle) {
     let mut node = lock(&handle.node);
-    handle.lock_level = node
-        .locks
-        .unlock(handle.id, handle.lock_level, ffi::SQLITE_LOCK_NONE);
+    handle.lock_level = node.locks.unlock(handle.id, handle.lock_level, ffi::SQLITE_LOCK_NONE);
     if std::mem::take(&mut handle.shm_mapped) {
         node.shm.unmap(&mut handle.shm_held);
     }
 }
 
-unsafe extern "C" fn x_read(
-    file: *mut ffi::sqlite3_file,
-    buf: *mut c_void,
-    amt: c_int,
-    offset: i64,
-) -> c_int {
+unsafe extern "C" fn x_read(file: *mut ffi::sqlite3_file, buf: *mut c_void, amt: c_int, offset: i64) -> c_int {
     guard(ffi::SQLITE_IOERR_READ, || {
-        let buf =
-            std::slice::from_raw_parts_mut(buf.cast::<u8>(), usize::try_from(amt).unwrap_or(0));
+        let buf = std::slice::from_raw_parts_mut(buf.cast::<u8>(), usize::try_from(amt).unwrap_or(0));
         let offset = usize::try_from(offset).unwrap_or(usize::MAX);
         match lock(&handle(file).node).read(offset, buf) {
             true => ffi::SQLITE_OK,
@@ -755,12 +711,7 @@ unsafe extern "C" fn x_read(
 }
 
 /// After the crash the doomed run's writes fail, so it stops quickly.
-unsafe extern "C" fn x_write(
-    file: *mut ffi::sqlite3_file,
-    buf: *const c_void,
-    amt: c_int,
-    offset: i64,
-) -> c_int {
+unsafe extern "C" fn x_write(file: *mut ffi::sqlite3_file, buf: *const c_void, amt: c_int, offset: i64) -> c_int {
     guard(ffi::SQLITE_IOERR_WRITE, || {
         let (Ok(amt), Ok(offset)) = (usize::try_from(amt), usize::try_from(offset)) else {
             return ffi::SQLITE_IOERR_WRITE;
@@ -814,9 +765,7 @@ unsafe extern "C" fn x_file_size(file: *mut ffi::sqlite3_file, size: *mut i64) -
 unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     guard(ffi::SQLITE_IOERR_LOCK, || {
         let handle = handle(file);
-        let (reached, rc) = lock(&handle.node)
-            .locks
-            .lock(handle.id, handle.lock_level, level);
+        let (reached, rc) = lock(&handle.node).locks.lock(handle.id, handle.lock_level, level);
         handle.lock_level = reached;
         rc
     })
@@ -825,9 +774,7 @@ unsafe extern "C" fn x_lock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int
 unsafe extern "C" fn x_unlock(file: *mut ffi::sqlite3_file, level: c_int) -> c_int {
     guard(ffi::SQLITE_IOERR_UNLOCK, || {
         let handle = handle(file);
-        handle.lock_level = lock(&handle.node)
-            .locks
-            .unlock(handle.id, handle.lock_level, level);
+        handle.lock_level = lock(&handle.node).locks.unlock(handle.id, handle.lock_level, level);
         ffi::SQLITE_OK
     })
 }
@@ -840,11 +787,7 @@ unsafe extern "C" fn x_check_reserved_lock(file: *mut ffi::sqlite3_file, out: *m
     })
 }
 
-unsafe extern "C" fn x_file_control(
-    _file: *mut ffi::sqlite3_file,
-    _op: c_int,
-    _arg: *mut c_void,
-) -> c_int {
+unsafe extern "C" fn x_file_control(_file: *mut ffi::sqlite3_file, _op: c_int, _arg: *mut c_void) -> c_int {
     ffi::SQLITE_NOTFOUND
 }
 
@@ -879,12 +822,7 @@ unsafe extern "C" fn x_shm_map(
     })
 }
 
-unsafe extern "C" fn x_shm_lock(
-    file: *mut ffi::sqlite3_file,
-    offset: c_int,
-    n: c_int,
-    flags: c_int,
-) -> c_int {
+unsafe extern "C" fn x_shm_lock(file: *mut ffi::sqlite3_file, offset: c_int, n: c_int, flags: c_int) -> c_int {
     guard(ffi::SQLITE_IOERR_SHMLOCK, || {
         let (Ok(offset), Ok(n)) = (usize::try_from(offset), usize::try_from(n)) else {
             return ffi::SQLITE_IOERR_SHMLOCK;
@@ -893,9 +831,7 @@ unsafe extern "C" fn x_shm_lock(
             return ffi::SQLITE_IOERR_SHMLOCK;
         }
         let handle = handle(file);
-        lock(&handle.node)
-            .shm
-            .lock(&mut handle.shm_held, offset..offset + n, flags)
+        lock(&handle.node).shm.lock(&mut handle.shm_held, offset..offset + n, flags)
     })
 }
 

@@ -118,11 +118,7 @@ fn with<R>(f: impl FnOnce(&mut World) -> R) -> Option<R> {
 /// `"swing-store"`) on `file`. `Ok` lets the caller proceed; `Err(Crashed)` means
 /// the run has crashed here or earlier: fail the operation, change nothing.
 /// Outside a world (a plain test) every point passes.
-pub fn durability_point(
-    kind: PointKind,
-    database: &'static str,
-    file: &str,
-) -> Result<(), Crashed> {
+pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> Result<(), Crashed> {
     let crash_now = with(|w| {
         if w.crashed.is_some() {
             return Err(Crashed);
@@ -136,13 +132,7 @@ pub fn durability_point(
         w.crash_plan.pop();
         // The file name only: the directory holds the process ID, which must not reach a trace.
         let file = file.rsplit('/').next().unwrap_or(file).to_string();
-        let record = PointRecord {
-            kind,
-            ordinal,
-            database,
-            file,
-            at: w.position,
-        };
+        let record = PointRecord { kind, ordinal, database, file, at: w.position };
         w.crashed = Some(record);
         Ok(Some(w.spec))
     });
@@ -160,10 +150,7 @@ pub fn durability_point(
 /// since the disks borrow their own state; the torn rng is moved out meanwhile.
 fn freeze(spec: CrashSpec) {
     let mut rng = with(|w| w.torn_rng.clone()).expect("world installed");
-    let images = CrashImages {
-        sqlite: vfs::capture(spec, &mut rng),
-        lmdb: lmdb_io::capture(spec, &mut rng),
-    };
+    let images = CrashImages { sqlite: vfs::capture(spec, &mut rng), lmdb: lmdb_io::capture(spec, &mut rng) };
     with(|w| {
         w.torn_rng = rng;
         w.images = Some(images);

@@ -21,11 +21,7 @@ const COMMITS: usize = 6;
 /// A fresh directory for one test, on tmpfs when there is one.
 fn test_dir(name: &str) -> PathBuf {
     let shm = Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
+    let base = if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() };
     let dir = base.join(format!("sim-lmdb-io-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -44,9 +40,7 @@ fn create_db(env: &Env) -> heed::Result<Db> {
     let wtxn = env.write_txn()?;
     Ok(env
         .create_databases_and_commit(wtxn, |opener, wtxn| {
-            opener
-                .create_database::<Str, Str>(wtxn, None)
-                .map(CommitOrAbort::<_, ()>::Commit)
+            opener.create_database::<Str, Str>(wtxn, None).map(CommitOrAbort::<_, ()>::Commit)
         })?
         .unwrap_commit())
 }
@@ -78,25 +72,17 @@ fn read_state(env: &Env) -> State {
     let rtxn = env.read_txn().unwrap();
     let db: Option<Db> = env
         .open_databases_and_commit(rtxn, |opener, rtxn| {
-            opener
-                .open_database::<Str, Str>(rtxn, None)
-                .map(CommitOrAbort::<_, ()>::Commit)
+            opener.open_database::<Str, Str>(rtxn, None).map(CommitOrAbort::<_, ()>::Commit)
         })
         .unwrap()
         .unwrap_commit();
     let Some(db) = db else { return State::new() };
     let rtxn = env.read_txn().unwrap();
-    db.iter(&rtxn)
-        .unwrap()
-        .map(|e| e.map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap())
-        .collect()
+    db.iter(&rtxn).unwrap().map(|e| e.map(|(k, v)| (k.to_owned(), v.to_owned())).unwrap()).collect()
 }
 
 fn lmdb_points() -> Vec<u64> {
-    world::points_by_kind()
-        .get(&PointKind::LmdbSync)
-        .cloned()
-        .unwrap_or_default()
+    world::points_by_kind().get(&PointKind::LmdbSync).cloned().unwrap_or_default()
 }
 
 fn spec(mode: FaultMode, torn: bool) -> CrashSpec {
@@ -131,20 +117,11 @@ fn committed_data_survives_power_loss() {
 
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let image = lmdb_io::capture(spec(FaultMode::PowerLoss, false), &mut rng);
-    assert_eq!(
-        image.files.keys().collect::<Vec<_>>(),
-        vec![&data_file(&dir)]
-    );
+    assert_eq!(image.files.keys().collect::<Vec<_>>(), vec![&data_file(&dir)]);
     // Nothing is pending after a commit: tearing changes nothing, and the live
     // file is the durable one.
-    assert_eq!(
-        lmdb_io::capture(spec(FaultMode::PowerLoss, true), &mut rng),
-        image
-    );
-    assert_eq!(
-        lmdb_io::capture(spec(FaultMode::ProcessCrash, false), &mut rng),
-        image
-    );
+    assert_eq!(lmdb_io::capture(spec(FaultMode::PowerLoss, true), &mut rng), image);
+    assert_eq!(lmdb_io::capture(spec(FaultMode::ProcessCrash, false), &mut rng), image);
 
     close_env(env);
     lmdb_io::restore(&image);
@@ -187,8 +164,7 @@ fn crash_at_every_point(name: &str, crash: CrashSpec) {
         lmdb_io::track_dir(&dir);
 
         let env = open_env(&dir);
-        let failed = run_sequence(&env)
-            .unwrap_or_else(|| panic!("{name}: no operation failed at point {k}"));
+        let failed = run_sequence(&env).unwrap_or_else(|| panic!("{name}: no operation failed at point {k}"));
         let (record, images) = world::take_crash().expect("a crash");
         assert_eq!(record.ordinal, k);
         assert_eq!(record.kind, PointKind::LmdbSync);
@@ -220,9 +196,7 @@ fn crash_at_every_point(name: &str, crash: CrashSpec) {
         assert_eq!(read_state(&env), expected);
         close_env(env);
     }
-    eprintln!(
-        "{name}: {total} points, recovered state relative to the failed operation: {outcomes:?}"
-    );
+    eprintln!("{name}: {total} points, recovered state relative to the failed operation: {outcomes:?}");
 
     world::uninstall();
     std::fs::remove_dir_all(&dir).unwrap();
@@ -256,11 +230,7 @@ fn untracked_io_passes_through() {
         let path = other.join("plain.bin");
         std::fs::write(&path, b"hello world").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"hello world");
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .unwrap();
+        let file = OpenOptions::new().read(true).write(true).open(&path).unwrap();
         file.write_all_at(b"HELLO", 0).unwrap();
         file.write_all_at(b"!", 11).unwrap();
         file.sync_data().unwrap();
@@ -269,23 +239,14 @@ fn untracked_io_passes_through() {
         assert_eq!(std::fs::read(&path).unwrap(), b"HELLO world!");
         // A data.mdb outside the tracked directory is not tracked either.
         let mdb = other.join("data.mdb");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(&mdb)
-            .unwrap();
+        let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&mdb).unwrap();
         file.write_all_at(&[1; 1000], 0).unwrap();
         file.sync_data().unwrap();
         drop(file);
         assert_eq!(std::fs::read(&mdb).unwrap(), vec![1; 1000]);
         assert_eq!(world::points_hit(), 0);
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        assert_eq!(
-            lmdb_io::capture(spec(FaultMode::ProcessCrash, false), &mut rng),
-            LmdbImage::default()
-        );
+        assert_eq!(lmdb_io::capture(spec(FaultMode::ProcessCrash, false), &mut rng), LmdbImage::default());
         world::uninstall();
     }
     std::fs::remove_dir_all(&dir).unwrap();
@@ -301,45 +262,18 @@ fn model_of_plain_writes() {
     lmdb_io::track_dir(&dir);
     let path = data_file(&dir);
     let power_loss = |torn: bool, seed: u64| {
-        lmdb_io::capture(
-            spec(FaultMode::PowerLoss, torn),
-            &mut ChaCha8Rng::seed_from_u64(seed),
-        )
+        lmdb_io::capture(spec(FaultMode::PowerLoss, torn), &mut ChaCha8Rng::seed_from_u64(seed))
     };
-    let process_crash = || {
-        lmdb_io::capture(
-            spec(FaultMode::ProcessCrash, false),
-            &mut ChaCha8Rng::seed_from_u64(0),
-        )
-    };
-    let image = |bytes: &[u8]| LmdbImage {
-        files: BTreeMap::from([(path.clone(), bytes.to_vec())]),
-    };
+    let process_crash = || lmdb_io::capture(spec(FaultMode::ProcessCrash, false), &mut ChaCha8Rng::seed_from_u64(0));
+    let image = |bytes: &[u8]| LmdbImage { files: BTreeMap::from([(path.clone(), bytes.to_vec())]) };
 
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
     // The lock file is not durable state.
-    std::fs::File::create(dir.join("lock.mdb"))
-        .unwrap()
-        .write_all_at(b"lock", 0)
-        .unwrap();
+    std::fs::File::create(dir.join("lock.mdb")).unwrap().write_all_at(b"lock", 0).unwrap();
     let v1 = vec![1u8; 4 * S];
     file.write_all_at(&v1, 0).unwrap();
-    assert_eq!(
-        power_loss(false, 0),
-        LmdbImage::default(),
-        "never synced: absent"
-    );
-    assert_eq!(
-        power_loss(true, 0),
-        LmdbImage::default(),
-        "never synced: absent, even torn"
-    );
+    assert_eq!(power_loss(false, 0), LmdbImage::default(), "never synced: absent");
+    assert_eq!(power_loss(true, 0), LmdbImage::default(), "never synced: absent, even torn");
     assert_eq!(process_crash(), image(&v1));
     assert_eq!(world::points_hit(), 0);
 
@@ -353,9 +287,7 @@ fn model_of_plain_writes() {
     file.write_all_at(&[3; S], 3 * S as u64).unwrap();
     let mut cursor = &file;
     cursor.seek(SeekFrom::Start(5 * S as u64)).unwrap();
-    let written = cursor
-        .write_vectored(&[IoSlice::new(&[5; S]), IoSlice::new(&[6; S])])
-        .unwrap();
+    let written = cursor.write_vectored(&[IoSlice::new(&[5; S]), IoSlice::new(&[6; S])]).unwrap();
     assert_eq!(written, 2 * S);
     let live = std::fs::read(&path).unwrap();
     assert_eq!(live.len(), 7 * S);
@@ -383,10 +315,7 @@ fn model_of_plain_writes() {
                 assert!(got.iter().all(|&b| b == 0), "sector 4 is a hole");
                 continue;
             }
-            let durable = v1
-                .get(range.clone())
-                .map(|b| b.to_vec())
-                .unwrap_or_else(|| vec![0; range.len()]);
+            let durable = v1.get(range.clone()).map(|b| b.to_vec()).unwrap_or_else(|| vec![0; range.len()]);
             let fate = if got == &live[range.clone()] {
                 "survives"
             } else if got == &durable[..] {
@@ -401,11 +330,7 @@ fn model_of_plain_writes() {
 
     // A write through an O_DSYNC descriptor is a point and durable when it returns;
     // it makes the dirty sector it touches durable whole.
-    let meta = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DSYNC)
-        .open(&path)
-        .unwrap();
+    let meta = OpenOptions::new().write(true).custom_flags(libc::O_DSYNC).open(&path).unwrap();
     meta.write_all_at(&[9; 4], S as u64 + 100).unwrap();
     assert_eq!(world::points_hit(), 2);
     let mut expected = v1.clone();
@@ -435,13 +360,7 @@ fn model_of_plain_writes() {
     // After a crash, syncs and writes to tracked files fail with EIO and change nothing.
     world::install(World::new(9, spec(FaultMode::PowerLoss, false), vec![0]));
     lmdb_io::track_dir(&dir);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .read(true)
-        .write(true)
-        .open(&path)
-        .unwrap();
+    let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
     file.write_all_at(&[1; S], 0).unwrap();
     let err = file.sync_data().unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO));

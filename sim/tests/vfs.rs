@@ -10,18 +10,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 const DB: &str = "/sim/t1/db.sqlite";
 const JOURNAL: &str = "/sim/t1/db.sqlite-journal";
 
-const PROCESS_CRASH: CrashSpec = CrashSpec {
-    mode: FaultMode::ProcessCrash,
-    torn: false,
-};
-const POWER_LOSS: CrashSpec = CrashSpec {
-    mode: FaultMode::PowerLoss,
-    torn: false,
-};
-const TORN: CrashSpec = CrashSpec {
-    mode: FaultMode::PowerLoss,
-    torn: true,
-};
+const PROCESS_CRASH: CrashSpec = CrashSpec { mode: FaultMode::ProcessCrash, torn: false };
+const POWER_LOSS: CrashSpec = CrashSpec { mode: FaultMode::PowerLoss, torn: false };
+const TORN: CrashSpec = CrashSpec { mode: FaultMode::PowerLoss, torn: true };
 
 /// SQLite's PRNG is process-global: tests that run at once would interleave its
 /// stream and break the byte-identity the determinism test checks.
@@ -34,14 +25,10 @@ fn open(path: &str, journal_mode: &str) -> Connection {
     vfs::register();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
     let conn = Connection::open_with_flags_and_vfs(path, flags, VFS_NAME).expect("open");
-    let mode: String = conn
-        .query_row(&format!("PRAGMA journal_mode={journal_mode}"), [], |row| {
-            row.get(0)
-        })
-        .expect("journal_mode");
+    let mode: String =
+        conn.query_row(&format!("PRAGMA journal_mode={journal_mode}"), [], |row| row.get(0)).expect("journal_mode");
     assert_eq!(mode, journal_mode.to_lowercase());
-    conn.execute_batch("PRAGMA synchronous=FULL")
-        .expect("synchronous");
+    conn.execute_batch("PRAGMA synchronous=FULL").expect("synchronous");
     conn
 }
 
@@ -49,16 +36,13 @@ fn open(path: &str, journal_mode: &str) -> Connection {
 fn fresh_db(journal_mode: &str, rows: i64) -> Connection {
     vfs::reset();
     let conn = open(DB, journal_mode);
-    conn.execute_batch("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-        .unwrap();
+    conn.execute_batch("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)").unwrap();
     commit_rows(&conn, 0..rows);
     conn
 }
 
 fn insert_rows(conn: &Connection, keys: std::ops::Range<i64>) {
-    let mut insert = conn
-        .prepare("INSERT INTO kv (k, v) VALUES (?1, printf('%0300d', ?1))")
-        .unwrap();
+    let mut insert = conn.prepare("INSERT INTO kv (k, v) VALUES (?1, printf('%0300d', ?1))").unwrap();
     for k in keys {
         insert.execute([k]).unwrap();
     }
@@ -83,13 +67,11 @@ fn restart(image: &VfsImage, journal_mode: &str) -> Connection {
 }
 
 fn integrity(conn: &Connection) -> String {
-    conn.query_row("PRAGMA integrity_check", [], |row| row.get(0))
-        .unwrap()
+    conn.query_row("PRAGMA integrity_check", [], |row| row.get(0)).unwrap()
 }
 
 fn rows(conn: &Connection) -> i64 {
-    conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0))
-        .unwrap()
+    conn.query_row("SELECT count(*) FROM kv", [], |row| row.get(0)).unwrap()
 }
 
 fn rng(seed: u64) -> ChaCha8Rng {
@@ -100,17 +82,11 @@ fn rng(seed: u64) -> ChaCha8Rng {
 fn power_loss_keeps_the_commit_and_drops_the_open_transaction() {
     let _serial = serial();
     let conn = fresh_db("DELETE", 100);
-    assert!(
-        vfs::file_names().iter().all(|name| name != JOURNAL),
-        "journal deleted at commit"
-    );
+    assert!(vfs::file_names().iter().all(|name| name != JOURNAL), "journal deleted at commit");
     spill_uncommitted(&conn, 100..2_000);
     let image = vfs::capture(POWER_LOSS, &mut rng(0));
     drop(conn);
-    assert!(
-        image.files.get(JOURNAL).is_some_and(|j| !j.is_empty()),
-        "the spill synced a hot journal"
-    );
+    assert!(image.files.get(JOURNAL).is_some_and(|j| !j.is_empty()), "the spill synced a hot journal");
 
     let conn = restart(&image, "DELETE");
     assert_eq!(integrity(&conn), "ok");
@@ -124,8 +100,7 @@ fn power_loss_without_any_sync_leaves_nothing() {
     vfs::register();
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
     let conn = Connection::open_with_flags_and_vfs(DB, flags, VFS_NAME).unwrap();
-    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; CREATE TABLE t (x)")
-        .unwrap();
+    conn.execute_batch("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; CREATE TABLE t (x)").unwrap();
     assert!(vfs::live_bytes(DB).is_some_and(|db| !db.is_empty()));
     assert_eq!(vfs::durable_bytes(DB), None);
     assert_eq!(vfs::capture(POWER_LOSS, &mut rng(0)), VfsImage::default());
@@ -139,23 +114,13 @@ fn process_crash_mid_transaction_rolls_back_the_hot_journal() {
     spill_uncommitted(&conn, 100..2_000);
     let image = vfs::capture(PROCESS_CRASH, &mut rng(0));
     drop(conn);
-    assert!(
-        image.files.get(JOURNAL).is_some_and(|j| !j.is_empty()),
-        "a hot journal"
-    );
-    assert_ne!(
-        image.files.get(DB),
-        vfs::durable_bytes(DB).as_ref(),
-        "spilled pages are in the image"
-    );
+    assert!(image.files.get(JOURNAL).is_some_and(|j| !j.is_empty()), "a hot journal");
+    assert_ne!(image.files.get(DB), vfs::durable_bytes(DB).as_ref(), "spilled pages are in the image");
 
     let conn = restart(&image, "DELETE");
     assert_eq!(integrity(&conn), "ok");
     assert_eq!(rows(&conn), 100);
-    assert!(
-        !vfs::file_names().iter().any(|name| name == JOURNAL),
-        "the rollback deleted the journal"
-    );
+    assert!(!vfs::file_names().iter().any(|name| name == JOURNAL), "the rollback deleted the journal");
 }
 
 #[test]
@@ -181,14 +146,8 @@ fn wal_mode_is_real_and_keeps_commits() {
     commit_rows(&conn, 100..150);
     let image = vfs::capture(POWER_LOSS, &mut rng(0));
     drop(conn);
-    assert!(image
-        .files
-        .get("/sim/t1/db.sqlite-wal")
-        .is_some_and(|wal| !wal.is_empty()));
-    assert!(
-        !image.files.keys().any(|name| name.ends_with("-shm")),
-        "shm is never a file"
-    );
+    assert!(image.files.get("/sim/t1/db.sqlite-wal").is_some_and(|wal| !wal.is_empty()));
+    assert!(!image.files.keys().any(|name| name.ends_with("-shm")), "shm is never a file");
 
     let conn = restart(&image, "WAL");
     assert_eq!(integrity(&conn), "ok");
@@ -239,15 +198,9 @@ fn files_are_invisible_from_another_thread() {
     let mine = vfs::live_bytes(DB).unwrap();
     std::thread::spawn(|| {
         assert!(vfs::file_names().is_empty());
-        assert_eq!(
-            vfs::capture(PROCESS_CRASH, &mut rng(0)),
-            VfsImage::default()
-        );
+        assert_eq!(vfs::capture(PROCESS_CRASH, &mut rng(0)), VfsImage::default());
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE;
-        assert!(
-            Connection::open_with_flags_and_vfs(DB, flags, VFS_NAME).is_err(),
-            "no such file here"
-        );
+        assert!(Connection::open_with_flags_and_vfs(DB, flags, VFS_NAME).is_err(), "no such file here");
         let theirs = fresh_db("DELETE", 3);
         assert_eq!(rows(&theirs), 3);
     })
@@ -267,9 +220,7 @@ fn temp_files_work_and_stay_private() {
          VACUUM;",
     )
     .unwrap();
-    let sum: i64 = conn
-        .query_row("SELECT sum(k) FROM t", [], |row| row.get(0))
-        .unwrap();
+    let sum: i64 = conn.query_row("SELECT sum(k) FROM t", [], |row| row.get(0)).unwrap();
     assert_eq!(sum, (0..500).sum::<i64>());
     assert_eq!(vfs::file_names(), [DB]);
     assert_eq!(integrity(&conn), "ok");
@@ -281,14 +232,9 @@ fn two_connections_lock_each_other_out() {
     for journal_mode in ["DELETE", "WAL"] {
         let a = fresh_db(journal_mode, 10);
         let b = open(DB, journal_mode);
-        a.execute_batch("BEGIN IMMEDIATE; INSERT INTO kv VALUES (100, 'a')")
-            .unwrap();
+        a.execute_batch("BEGIN IMMEDIATE; INSERT INTO kv VALUES (100, 'a')").unwrap();
         let err = b.execute_batch("BEGIN IMMEDIATE").unwrap_err();
-        assert_eq!(
-            err.sqlite_error_code(),
-            Some(rusqlite::ErrorCode::DatabaseBusy),
-            "{journal_mode}"
-        );
+        assert_eq!(err.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy), "{journal_mode}");
         b.execute_batch("ROLLBACK").ok();
         if journal_mode == "WAL" {
             assert_eq!(rows(&b), 10, "readers see the last commit");
@@ -306,13 +252,8 @@ fn two_connections_lock_each_other_out() {
 
 /// Rows in `kv`, or `None` if the table does not exist.
 fn state(conn: &Connection) -> Option<i64> {
-    let tables: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'kv'",
-            [],
-            |row| row.get(0),
-        )
-        .unwrap();
+    let tables: i64 =
+        conn.query_row("SELECT count(*) FROM sqlite_master WHERE name = 'kv'", [], |row| row.get(0)).unwrap();
     (tables == 1).then(|| rows(conn))
 }
 
@@ -324,20 +265,13 @@ fn world_script(journal_mode: &str) -> Result<Vec<u64>, rusqlite::Error> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
         VFS_NAME,
     )?;
-    conn.query_row(&format!("PRAGMA journal_mode={journal_mode}"), [], |_| {
-        Ok(())
-    })?;
-    conn.execute_batch(
-        "PRAGMA synchronous=FULL; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)",
-    )?;
+    conn.query_row(&format!("PRAGMA journal_mode={journal_mode}"), [], |_| Ok(()))?;
+    conn.execute_batch("PRAGMA synchronous=FULL; CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")?;
     let mut after = vec![sim::world::points_hit()];
     for keys in [0..10, 10..20] {
         let tx = conn.unchecked_transaction()?;
         for k in keys {
-            tx.execute(
-                "INSERT INTO kv (k, v) VALUES (?1, printf('%0300d', ?1))",
-                [k],
-            )?;
+            tx.execute("INSERT INTO kv (k, v) VALUES (?1, printf('%0300d', ?1))", [k])?;
         }
         tx.commit()?;
         after.push(sim::world::points_hit());
@@ -359,10 +293,7 @@ fn world_crash_at_each_sqlite_sync_recovers_before_or_after_its_commit() {
         for spec in [POWER_LOSS, TORN, PROCESS_CRASH] {
             for ordinal in 0..ends[2] {
                 world::install(World::new(ordinal, spec, vec![ordinal]));
-                assert!(
-                    world_script(journal_mode).is_err(),
-                    "{journal_mode} {spec:?} #{ordinal}"
-                );
+                assert!(world_script(journal_mode).is_err(), "{journal_mode} {spec:?} #{ordinal}");
                 let (record, images) = world::take_crash().expect("crashed");
                 assert_eq!(record.ordinal, ordinal);
                 let step = ends.iter().position(|&end| ordinal < end).unwrap();
@@ -370,10 +301,7 @@ fn world_crash_at_each_sqlite_sync_recovers_before_or_after_its_commit() {
                 let what = format!("{journal_mode} {spec:?} at {record}");
                 assert_eq!(integrity(&conn), "ok", "{what}");
                 let got = state(&conn);
-                assert!(
-                    got == states[step] || got == states[step + 1],
-                    "{what}: {got:?}"
-                );
+                assert!(got == states[step] || got == states[step + 1], "{what}: {got:?}");
                 drop(conn);
                 world::uninstall();
             }

@@ -106,18 +106,22 @@ impl fmt::Display for Point {
     }
 }
 
+/// An observer's request to stop the store at a durability point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stop;
+
 /// Watches the store's durability points. A simulator implements it to crash the
 /// store there (by returning `Err`); outside a simulator it is [`NoObserver`].
 pub trait Observer {
-    /// `Err(())` stops the operation: the store returns `Error::Interrupted`.
-    fn reached(&self, point: Point) -> Result<(), ()>;
+    /// `Err(Stop)` stops the operation: the store returns `Error::Interrupted`.
+    fn reached(&self, point: Point) -> Result<(), Stop>;
 }
 
 /// The observer of a store nobody watches: every point passes, at no cost.
 pub struct NoObserver;
 
 impl Observer for NoObserver {
-    fn reached(&self, _point: Point) -> Result<(), ()> {
+    fn reached(&self, _point: Point) -> Result<(), Stop> {
         Ok(())
     }
 }

@@ -60,7 +60,6 @@ impl LmdbKv {
         wtxn.commit()?;
         Ok(())
     }
-
 }
 
 impl Drop for LmdbKv {

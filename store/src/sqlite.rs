@@ -84,7 +84,8 @@ fn check_or_create_schema(conn: &Connection, path: &Path, design: Design) -> Res
     }
     let found: Option<String> =
         conn.query_row("SELECT value FROM storeMeta WHERE key = 'design'", [], |row| row.get(0)).optional()?;
-    let found = found.ok_or_else(|| Error::Foreign { path: path.to_path_buf(), reason: "no design recorded".into() })?;
+    let found =
+        found.ok_or_else(|| Error::Foreign { path: path.to_path_buf(), reason: "no design recorded".into() })?;
     if found != design.name() {
         return Err(Error::DesignMismatch { path: path.to_path_buf(), found, expected: design.name().into() });
     }

@@ -18,7 +18,11 @@ fn smoke_all_designs() {
         k.run_block(1, &inputs).unwrap();
         let inputs = vec![
             HostInput::Send { target: "v1".into(), method: "bump".into(), args: vec!["4".into()] },
-            HostInput::Send { target: "v1".into(), method: "forward".into(), args: vec!["1".into(), "v2".into(), "v3".into()] },
+            HostInput::Send {
+                target: "v1".into(),
+                method: "forward".into(),
+                args: vec!["1".into(), "v2".into(), "v3".into()],
+            },
             HostInput::UpgradeVat { vat: "v2".into(), bundle: "counter-v2".into(), params: params(7) },
             HostInput::Send { target: "v3".into(), method: "explode".into(), args: vec![] },
             HostInput::UpgradeVat { vat: "v1".into(), bundle: "forgets-kind".into(), params: params(7) },
@@ -34,7 +38,10 @@ fn smoke_all_designs() {
         k.evict_all();
         let after = ["v1", "v2", "v3"].iter().map(|v| k.vat_status(v));
         let after: Vec<_> = after.collect();
-        println!("{design}: {:?}", after.iter().map(|a| a.as_ref().map(|s| s.heap_summary.clone())).collect::<Vec<_>>());
+        println!(
+            "{design}: {:?}",
+            after.iter().map(|a| a.as_ref().map(|s| s.heap_summary.clone())).collect::<Vec<_>>()
+        );
         let digest = k.kv_digest().unwrap();
         k.close();
         let k2 = Kernel::open(dir.path(), StoreConfig::new(design), KernelConfig::default()).unwrap();

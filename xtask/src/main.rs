@@ -7,10 +7,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "cargo xtask",
-    about = "Deterministic crash simulation of a two-database swing-store"
-)]
+#[command(name = "cargo xtask", about = "Deterministic crash simulation of a two-database swing-store")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -76,9 +76,9 @@ fn validate(args: &SimArgs) -> Result<Plan, String> {
     };
     let mode = match &args.mode {
         None => None,
-        Some(m) => Some(FaultMode::parse(m).ok_or(format!(
-            "unknown mode `{m}` (expected power-loss or process-crash)"
-        ))?),
+        Some(m) => {
+            Some(FaultMode::parse(m).ok_or(format!("unknown mode `{m}` (expected power-loss or process-crash)"))?)
+        }
     };
     if args.torn && mode == Some(FaultMode::ProcessCrash) {
         return Err("--torn needs power loss; it cannot go with --mode process-crash".into());
@@ -94,16 +94,8 @@ fn validate(args: &SimArgs) -> Result<Plan, String> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or(cores);
-    let repro = ReproFlags {
-        mode: args.mode.clone(),
-        torn: args.torn,
-    };
-    Ok(Plan {
-        designs,
-        mode,
-        repro,
-        jobs,
-    })
+    let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn };
+    Ok(Plan { designs, mode, repro, jobs })
 }
 
 pub fn run(args: SimArgs) -> ExitCode {
@@ -135,6 +127,7 @@ fn report(summary: &Summary, args: &SimArgs) -> ExitCode {
         }
         println!("repro: {}", failure.repro);
     }
+    println!("trace digest {}", summary.trace_digest);
     println!("{}", summary.line());
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(summary).expect("summary encodes");
@@ -158,46 +151,24 @@ fn run_single(seed: u64, plan: &Plan, args: &SimArgs, summary: &mut Summary) {
     }
     worker::install_cleanup(root.clone());
     for design in &plan.designs {
-        let flags = Flags {
-            mode: plan.mode,
-            torn: args.torn,
-        };
-        let config = SeedConfig {
-            seed,
-            design: *design,
-            flags,
-            verbose: true,
-        };
+        let flags = Flags { mode: plan.mode, torn: args.torn };
+        let config = SeedConfig { seed, design: *design, flags, verbose: true };
         let report = run_seed(&config, &root);
         for line in report.trace.lines() {
             println!("{line}");
         }
         let mut result = SeedResult::from_report(&report, &plan.repro);
         if args.check_determinism {
-            let again = worker::run_one(
-                &SeedConfig {
-                    verbose: false,
-                    ..config
-                },
-                &root,
-                &plan.repro,
-                false,
-            );
+            let again = worker::run_one(&SeedConfig { verbose: false, ..config }, &root, &plan.repro, false);
             if again.trace_hash != result.trace_hash {
-                let message = format!(
-                    "two runs differ: trace {} vs {}",
-                    result.trace_hash, again.trace_hash
-                );
+                let message = format!("two runs differ: trace {} vs {}", result.trace_hash, again.trace_hash);
                 result = worker::panicked(
                     &SeedConfig {
                         verbose: false,
                         ..SeedConfig {
                             seed,
                             design: *design,
-                            flags: Flags {
-                                mode: plan.mode,
-                                torn: args.torn,
-                            },
+                            flags: Flags { mode: plan.mode, torn: args.torn },
                             verbose: false,
                         }
                     },
@@ -241,16 +212,10 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
     }
     let progress = ProgressBar::new(units);
     progress.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed}<{eta}]")
-            .expect("template"),
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed}<{eta}]").expect("template"),
     );
     let (events, inbox) = mpsc::channel();
-    let mut workers: Vec<Worker> = (0..jobs)
-        .map(|k| Worker {
-            next_unit: k as u64,
-            current: None,
-        })
-        .collect();
+    let mut workers: Vec<Worker> = (0..jobs).map(|k| Worker { next_unit: k as u64, current: None }).collect();
     for (index, worker) in workers.iter().enumerate() {
         spawn_worker(index, worker.next_unit, units, plan, args, &events);
     }
@@ -258,9 +223,7 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
     while alive > 0 {
         let Ok(event) = inbox.recv() else { break };
         match event {
-            Event::Line(index, line) => {
-                on_line(&mut workers[index], &line, summary, &progress, jobs)
-            }
+            Event::Line(index, line) => on_line(&mut workers[index], &line, summary, &progress, jobs),
             Event::Exited(index, status) => {
                 let worker = &mut workers[index];
                 let Some(unit) = worker.current.take() else {
@@ -269,20 +232,9 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
                 };
                 // The worker died in the middle of a seed: that seed failed; go on after it.
                 let (seed, design) = unit_of(args.start, &plan.designs, unit);
-                let config = SeedConfig {
-                    seed,
-                    design,
-                    flags: Flags {
-                        mode: plan.mode,
-                        torn: args.torn,
-                    },
-                    verbose: false,
-                };
-                let result = worker::panicked(
-                    &config,
-                    &format!("worker process died: {status}"),
-                    &plan.repro,
-                );
+                let config =
+                    SeedConfig { seed, design, flags: Flags { mode: plan.mode, torn: args.torn }, verbose: false };
+                let result = worker::panicked(&config, &format!("worker process died: {status}"), &plan.repro);
                 record(summary, &result, &progress);
                 worker.next_unit = unit + jobs as u64;
                 if worker.next_unit < units {
@@ -296,13 +248,7 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
     progress.finish_and_clear();
 }
 
-fn on_line(
-    worker: &mut Worker,
-    line: &str,
-    summary: &mut Summary,
-    progress: &ProgressBar,
-    jobs: usize,
-) {
+fn on_line(worker: &mut Worker, line: &str, summary: &mut Summary, progress: &ProgressBar, jobs: usize) {
     if let Some(unit) = line.strip_prefix("begin ") {
         worker.current = unit.trim().parse().ok();
         return;
@@ -329,10 +275,7 @@ fn record(summary: &mut Summary, result: &SeedResult, progress: &ProgressBar) {
     }
     summary.add(result);
     progress.inc(1);
-    progress.set_message(format!(
-        "{} failed, {} crashes",
-        summary.failed, summary.crashes
-    ));
+    progress.set_message(format!("{} failed, {} crashes", summary.failed, summary.crashes));
 }
 
 fn spawn_worker(
@@ -346,21 +289,9 @@ fn spawn_worker(
     let exe = std::env::current_exe().expect("own executable");
     let designs: Vec<&str> = plan.designs.iter().map(|d| d.name()).collect();
     let mut command = Command::new(exe);
-    command
-        .arg("sim-worker")
-        .args(["--start", &args.start.to_string()]);
-    command.args([
-        "--first-unit",
-        &first_unit.to_string(),
-        "--end-unit",
-        &end_unit.to_string(),
-    ]);
-    command.args([
-        "--step",
-        &plan.jobs.to_string(),
-        "--designs",
-        &designs.join(","),
-    ]);
+    command.arg("sim-worker").args(["--start", &args.start.to_string()]);
+    command.args(["--first-unit", &first_unit.to_string(), "--end-unit", &end_unit.to_string()]);
+    command.args(["--step", &plan.jobs.to_string(), "--designs", &designs.join(",")]);
     if let Some(mode) = &args.mode {
         command.args(["--mode", mode]);
     }
@@ -390,14 +321,8 @@ fn read_worker(index: usize, mut child: Child, events: mpsc::Sender<Event>) {
             break;
         }
     }
-    let status = child
-        .wait()
-        .map_or_else(|e| e.to_string(), |s| s.to_string());
+    let status = child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
     // A worker that died leaves its scratch directory behind: remove it.
-    let _ = std::fs::remove_dir_all(
-        scratch_root()
-            .0
-            .with_file_name(format!("swingsim-{}", child.id())),
-    );
+    let _ = std::fs::remove_dir_all(scratch_root().0.with_file_name(format!("swingsim-{}", child.id())));
     let _ = events.send(Event::Exited(index, status));
 }

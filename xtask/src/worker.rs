@@ -57,32 +57,17 @@ pub fn run(args: WorkerArgs) -> ExitCode {
     let (root, _) = scratch_root();
     install_cleanup(root.clone());
     quiet_panics();
-    let flags = Flags {
-        mode,
-        torn: args.torn,
-    };
-    let repro = ReproFlags {
-        mode: args.mode.clone(),
-        torn: args.torn,
-    };
+    let flags = Flags { mode, torn: args.torn };
+    let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn };
     let mut out = std::io::stdout().lock();
     let mut unit = args.first_unit;
     while unit < args.end_unit {
         let (seed, design) = unit_of(args.start, &designs, unit);
         let _ = writeln!(out, "begin {unit}");
         let _ = out.flush();
-        let config = SeedConfig {
-            seed,
-            design,
-            flags: flags.clone(),
-            verbose: false,
-        };
+        let config = SeedConfig { seed, design, flags: flags.clone(), verbose: false };
         let result = run_one(&config, &root, &repro, args.check_determinism);
-        let _ = writeln!(
-            out,
-            "{}",
-            serde_json::to_string(&result).expect("results encode")
-        );
+        let _ = writeln!(out, "{}", serde_json::to_string(&result).expect("results encode"));
         let _ = out.flush();
         unit += args.step.max(1);
     }
@@ -97,12 +82,7 @@ pub fn unit_of(start: u64, designs: &[Design], unit: u64) -> (u64, Design) {
 }
 
 /// Run a seed (twice with `check_determinism`), turning a panic into a failure.
-pub fn run_one(
-    config: &SeedConfig,
-    root: &std::path::Path,
-    repro: &ReproFlags,
-    check_determinism: bool,
-) -> SeedResult {
+pub fn run_one(config: &SeedConfig, root: &std::path::Path, repro: &ReproFlags, check_determinism: bool) -> SeedResult {
     let first = run_caught(config, root, repro);
     if !check_determinism {
         return first;
@@ -111,29 +91,17 @@ pub fn run_one(
     if first == second {
         return first;
     }
-    let message = format!(
-        "two runs differ: trace {} vs {}",
-        first.trace_hash, second.trace_hash
-    );
+    let message = format!("two runs differ: trace {} vs {}", first.trace_hash, second.trace_hash);
     nondeterministic(first, message, repro)
 }
 
 fn nondeterministic(mut result: SeedResult, message: String, repro: &ReproFlags) -> SeedResult {
-    let failure = Failure {
-        kind: FailureKind::Nondeterministic,
-        message,
-        point: None,
-        height: 0,
-    };
+    let failure = Failure { kind: FailureKind::Nondeterministic, message, point: None, height: 0 };
     result.failure = Some(failure_record(&result, &failure, repro));
     result
 }
 
-fn failure_record(
-    result: &SeedResult,
-    failure: &Failure,
-    repro: &ReproFlags,
-) -> sim::summary::FailureRecord {
+fn failure_record(result: &SeedResult, failure: &Failure, repro: &ReproFlags) -> sim::summary::FailureRecord {
     sim::summary::FailureRecord {
         seed: result.seed,
         design: result.design.clone(),
@@ -150,8 +118,7 @@ fn run_caught(config: &SeedConfig, root: &std::path::Path, repro: &ReproFlags) -
         Ok(report) => SeedResult::from_report(&report, repro),
         Err(panic) => {
             let _ = sim::world::uninstall();
-            let _ =
-                std::fs::remove_dir_all(root.join(format!("{}-{}", config.seed, config.design)));
+            let _ = std::fs::remove_dir_all(root.join(format!("{}-{}", config.seed, config.design)));
             panicked(config, &panic_message(panic.as_ref()), repro)
         }
     }
@@ -169,17 +136,9 @@ pub fn panicked(config: &SeedConfig, message: &str, repro: &ReproFlags) -> SeedR
         trace_hash: String::new(),
         failure: None,
     };
-    let failure = Failure {
-        kind: FailureKind::Panic,
-        message: message.to_string(),
-        point: None,
-        height: 0,
-    };
+    let failure = Failure { kind: FailureKind::Panic, message: message.to_string(), point: None, height: 0 };
     let record = failure_record(&result, &failure, repro);
-    SeedResult {
-        failure: Some(record),
-        ..result
-    }
+    SeedResult { failure: Some(record), ..result }
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

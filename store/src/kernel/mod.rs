@@ -259,7 +259,9 @@ impl Kernel {
                 self.deliver(&vat, Delivery::Notify { promise, resolution }, None)
             }
             RunQueueEvent::CreateVat { vat, bundle, params } => self.create_vat(&vat, &bundle, params),
-            RunQueueEvent::UpgradeVat { vat, bundle, params, result } => self.upgrade_vat(&vat, &bundle, params, result),
+            RunQueueEvent::UpgradeVat { vat, bundle, params, result } => {
+                self.upgrade_vat(&vat, &bundle, params, result)
+            }
         }
     }
 
@@ -331,7 +333,8 @@ impl Kernel {
         self.workers.put(vat, worker);
         let committed = vec![CommittedDelivery { vat: vat.into(), new_worker: Some(bundle.into()), entry }];
         let mut outcome = CrankOutcome::commit(committed);
-        outcome.vat_outcome = Some(VatOutcome { vat: vat.into(), action: "create", bundle: bundle.into(), result: Ok(0) });
+        outcome.vat_outcome =
+            Some(VatOutcome { vat: vat.into(), action: "create", bundle: bundle.into(), result: Ok(0) });
         Ok(outcome)
     }
 
@@ -357,12 +360,19 @@ impl Kernel {
     /// update-vat in one crank: stopVat to the old version, new source and
     /// options, a new transcript span per design, startVat to the new version.
     /// Any failure undoes the crank (but for the event's consumption).
-    fn upgrade_vat(&mut self, vat: &str, bundle: &str, params: VatParams, result: Option<String>) -> Result<CrankOutcome> {
+    fn upgrade_vat(
+        &mut self,
+        vat: &str,
+        bundle: &str,
+        params: VatParams,
+        result: Option<String>,
+    ) -> Result<CrankOutcome> {
         let failed = |reason: String| {
             let reject = result.clone().map(|p| (p, KERNEL_DECIDER.to_string()));
             let mut outcome = CrankOutcome::abort(reason.clone(), reject);
             let result = Err(reason);
-            outcome.vat_outcome = Some(VatOutcome { vat: vat.into(), action: "upgrade", bundle: bundle.into(), result });
+            outcome.vat_outcome =
+                Some(VatOutcome { vat: vat.into(), action: "upgrade", bundle: bundle.into(), result });
             Ok(outcome)
         };
         let Some(mut old) = self.online_worker(vat)? else {

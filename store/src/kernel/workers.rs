@@ -58,7 +58,8 @@ impl Workers {
 
 /// Rebuild a vat's worker: evaluate its current bundle, replay its span.
 pub(crate) fn rebuild(store: &SwingStore, vat: &str, stats: &mut WorkerStats) -> Result<VatWorker> {
-    let source = store.kv_get(&keys::source(vat))?.ok_or_else(|| Error::Invariant(format!("vat {vat} has no source")))?;
+    let source =
+        store.kv_get(&keys::source(vat))?.ok_or_else(|| Error::Invariant(format!("vat {vat} has no source")))?;
     let mut worker = VatWorker::evaluate(&source)
         .map_err(|e| Error::Invariant(format!("vat {vat}: current bundle does not load: {e}")))?;
     let span = transcript::span(store, vat)?;

@@ -7,8 +7,8 @@ mod bundles;
 mod worker;
 
 pub use bundles::{bundle, BundleDef, Defect, BUNDLES};
-pub use worker::{DeliverError, SyscallHandler, VatWorker};
 pub(crate) use worker::hex16;
+pub use worker::{DeliverError, SyscallHandler, VatWorker};
 
 use serde::{Deserialize, Serialize};
 
@@ -39,14 +39,30 @@ pub enum Delivery {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum Syscall {
-    VatstoreGet { key: String },
-    VatstoreSet { key: String, value: String },
+    VatstoreGet {
+        key: String,
+    },
+    VatstoreSet {
+        key: String,
+        value: String,
+    },
     /// Every vatstore entry whose key starts with `prefix`, in key order.
-    VatstoreScan { prefix: String },
+    VatstoreScan {
+        prefix: String,
+    },
     /// Send `method(args)` to vat `target`; the result is a new kernel promise.
-    Send { target: String, method: String, args: Vec<String> },
-    Subscribe { promise: String },
-    Resolve { promise: String, resolution: Resolution },
+    Send {
+        target: String,
+        method: String,
+        args: Vec<String>,
+    },
+    Subscribe {
+        promise: String,
+    },
+    Resolve {
+        promise: String,
+        resolution: Resolution,
+    },
 }
 
 /// What the kernel answers.

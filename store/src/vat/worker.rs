@@ -172,11 +172,8 @@ fn start_vat(def: &BundleDef, params: &VatParams, calls: &mut Calls) -> Result<(
     for kind in def.kinds {
         calls.set(&format!("kind.{kind}"), def.id)?;
     }
-    let missing: Vec<&str> = registered
-        .iter()
-        .map(|(key, _)| &key["kind.".len()..])
-        .filter(|kind| !def.kinds.contains(kind))
-        .collect();
+    let missing: Vec<&str> =
+        registered.iter().map(|(key, _)| &key["kind.".len()..]).filter(|kind| !def.kinds.contains(kind)).collect();
     if !missing.is_empty() {
         let tags = missing.join(", ");
         return Err(DeliverError::Vat(format!("defineDurableKind not called for tags [{tags}]")));
