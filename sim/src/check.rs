@@ -36,6 +36,8 @@ pub enum FailureKind {
     Panic,
     /// Two runs of the seed differed (`--check-determinism`).
     Nondeterministic,
+    /// A crash plan names a point the run never reached (a stale scenario).
+    InvalidPlan,
 }
 
 impl FailureKind {

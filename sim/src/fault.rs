@@ -26,10 +26,12 @@
 //!
 //! Deliberately absent (later issues): fsync failure, ENOSPC, write EIO.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What survives a crash.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum FaultMode {
     /// Unsynced writes are lost (or torn, with `torn`).
     PowerLoss,
@@ -67,7 +69,8 @@ pub struct CrashSpec {
 }
 
 /// The kinds of crash point, in the order the JSON summary names them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PointKind {
     SqliteSync,
     LmdbSync,
@@ -94,6 +97,28 @@ impl PointKind {
 impl fmt::Display for PointKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+impl PointKind {
+    pub fn parse(s: &str) -> Option<PointKind> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+/// A crash point as a person names it: the `nth` (from 1) point of kind `at`
+/// while the host runs block `block`, counted from the start of the run for the
+/// first crash of a plan and from the previous crash for each later one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CrashAt {
+    pub at: PointKind,
+    pub block: u64,
+    pub nth: u64,
+}
+
+impl fmt::Display for CrashAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} #{} of block {}", self.at, self.nth, self.block)
     }
 }
 

@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub vats: BTreeMap<String, VatStatus>,
     /// Deliveries replayed to rebuild the workers (full snapshots only).
     pub replayed: u64,
+    /// Workers evicted by the cap since the kernel opened.
+    pub evictions: u64,
 }
 
 pub enum Request {
@@ -116,6 +118,7 @@ fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
         height: kernel.last_committed_height()?,
         kv: kernel.store().kv_scan("")?,
         activity_hash: kernel.activity_hash()?,
+        evictions: kernel.worker_stats().evictions,
         ..Snapshot::default()
     };
     let vats = kernel.vat_ids()?;

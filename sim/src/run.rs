@@ -3,12 +3,12 @@
 //! recovery and the end state against the reference and the oracle.
 
 use crate::check::{diff_heaps, diff_kv, diff_spans, Failure, FailureKind};
-use crate::fault::PointKind;
+use crate::fault::{CrashAt, PointKind};
 use crate::node::{self, Inbox, KernelSetup, Request, Snapshot};
 use crate::options::{Flags, SeedOptions};
 use crate::oracle::Oracle;
 use crate::trace::Trace;
-use crate::world::{self, PointRecord, World};
+use crate::world::{self, PointRecord, Site, World};
 use crate::{lmdb_io, vfs};
 use futures::channel::{mpsc, oneshot};
 use madsim::runtime::{Handle, Runtime};
@@ -32,16 +32,51 @@ pub struct SeedConfig {
     pub verbose: bool,
 }
 
+/// Where the crashes of a run come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrashPlan {
+    /// Drawn from the seed over the reference run's crash points.
+    Seeded,
+    /// Named points, in order (scenarios, shrunk cases); empty: no crash.
+    Explicit(Vec<CrashAt>),
+}
+
+/// Everything one run is a function of.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Seeds madsim, SQLite's randomness and the torn-write draws.
+    pub seed: u64,
+    pub design: Design,
+    pub options: SeedOptions,
+    pub plan: CrashPlan,
+    pub verbose: bool,
+}
+
+impl Case {
+    pub fn from_seed(config: &SeedConfig) -> Case {
+        Case {
+            seed: config.seed,
+            design: config.design,
+            options: SeedOptions::derive(config.seed, &config.flags),
+            plan: CrashPlan::Seeded,
+            verbose: config.verbose,
+        }
+    }
+}
+
 /// What one seed did.
 #[derive(Clone, Debug)]
 pub struct SeedReport {
     pub seed: u64,
     pub design: Design,
     pub options: SeedOptions,
+    /// The crash plan the faulty run followed.
+    pub plan: Vec<CrashAt>,
     pub failure: Option<Failure>,
     pub crashes: Vec<PointRecord>,
     pub recoveries_checked: u64,
     pub cranks: u64,
+    pub evictions: u64,
     pub trace: Trace,
 }
 
@@ -53,7 +88,8 @@ struct Reference {
     /// Index h: the oracle's heap digests after block h.
     heaps: Vec<BTreeMap<String, String>>,
     final_snapshot: Snapshot,
-    points: BTreeMap<PointKind, Vec<u64>>,
+    /// Every crash point of the run, by ordinal.
+    sites: Vec<Site>,
 }
 
 /// Serializes runs within a process: SQLite's PRNG is process-global, so two
@@ -63,34 +99,54 @@ static RUN_LOCK: Mutex<()> = Mutex::new(());
 
 /// Run one seed in `root` (a per-process scratch directory).
 pub fn run_seed(config: &SeedConfig, root: &Path) -> SeedReport {
+    run_case(&Case::from_seed(config), root)
+}
+
+/// Run one case in `root` (a per-process scratch directory).
+pub fn run_case(case: &Case, root: &Path) -> SeedReport {
     let _one_run_at_a_time = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let options = SeedOptions::derive(config.seed, &config.flags);
-    let mut trace = Trace::new(config.verbose);
-    trace.line(format!("SEED={} design={} {options}", config.seed, config.design));
+    let options = &case.options;
+    let mut trace = Trace::new(case.verbose);
+    trace.line(format!("SEED={} design={} {options}", case.seed, case.design));
     let mut report = SeedReport {
-        seed: config.seed,
-        design: config.design,
+        seed: case.seed,
+        design: case.design,
         options: options.clone(),
+        plan: Vec::new(),
         failure: None,
         crashes: Vec::new(),
         recoveries_checked: 0,
         cranks: 0,
+        evictions: 0,
         trace: Trace::new(false),
     };
-    let base = root.join(format!("{}-{}", config.seed, config.design));
-    let reference = match reference_run(&options, config.design, &base.join("reference"), &mut trace) {
+    let base = root.join(format!("{}-{}", case.seed, case.design));
+    let reference = match reference_run(case, &base.join("reference"), &mut trace) {
         Ok(reference) => reference,
         Err(failure) => return finish(report, trace, Some(failure)),
     };
     report.cranks = reference.reports.iter().map(|r| r.cranks).sum();
-    let plan = crash_plan(&options, &reference.points);
-    trace.line(format!("crash plan: ordinals {plan:?} of {} points", total_points(&reference.points)));
+    report.evictions = reference.final_snapshot.evictions;
+    report.plan = match &case.plan {
+        CrashPlan::Seeded => seeded_plan(case, &reference.sites),
+        CrashPlan::Explicit(plan) => plan.clone(),
+    };
+    let named: Vec<String> = report.plan.iter().map(|c| c.to_string()).collect();
+    trace.line(format!("crash plan: {} (of {} crash points)", named.join(", "), reference.sites.len()));
     let reference = Arc::new(reference);
-    let faulty = faulty_run(&options, config.design, &base.join("faulty"), plan, reference, trace);
+    let faulty = faulty_run(case, &base.join("faulty"), report.plan.clone(), reference, trace);
     report.crashes = faulty.crashes;
     report.recoveries_checked = faulty.recoveries;
     let _ = std::fs::remove_dir_all(&base);
-    finish(report, faulty.trace, faulty.failure)
+    let failure = faulty.failure.or_else(|| unreached(&faulty.unreached));
+    finish(report, faulty.trace, failure)
+}
+
+/// A plan that names a point the run never reached is not a passing run.
+fn unreached(left: &[CrashAt]) -> Option<Failure> {
+    let first = left.first()?;
+    let message = format!("the crash plan names {first}, which the run never reached");
+    Some(Failure { kind: FailureKind::InvalidPlan, message, point: None, height: first.block })
 }
 
 fn finish(mut report: SeedReport, mut trace: Trace, failure: Option<Failure>) -> SeedReport {
@@ -103,37 +159,46 @@ fn finish(mut report: SeedReport, mut trace: Trace, failure: Option<Failure>) ->
     report
 }
 
-fn total_points(points: &BTreeMap<PointKind, Vec<u64>>) -> u64 {
-    points.values().map(|v| v.len() as u64).sum()
-}
-
-/// Where to crash: the first crash at a point of a kind drawn by the seed's
-/// weights; each further crash a seeded distance after the previous one.
-fn crash_plan(options: &SeedOptions, points: &BTreeMap<PointKind, Vec<u64>>) -> Vec<u64> {
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0x00c0_a511);
-    let weighted: Vec<(PointKind, u32)> = points
-        .iter()
-        .filter(|(_, ordinals)| !ordinals.is_empty())
-        .map(|(kind, _)| (*kind, options.point_weights[kind]))
-        .collect();
-    let total_weight: u32 = weighted.iter().map(|(_, w)| w).sum();
+/// Where a seed crashes: the first crash at a point of a kind drawn by the
+/// seed's weights; each further crash at a point of a later block.
+fn seeded_plan(case: &Case, sites: &[Site]) -> Vec<CrashAt> {
+    let options = &case.options;
+    let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ 0x00c0_a511);
+    let mut kinds: Vec<PointKind> = sites.iter().map(|s| s.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    let total_weight: u32 = kinds.iter().map(|k| options.point_weights[k]).sum();
     if total_weight == 0 {
         return Vec::new();
     }
-    let mut ticket = (rng.next_u32() % total_weight) as i64;
-    let kind = weighted.iter().find(|(_, w)| {
-        ticket -= i64::from(*w);
-        ticket < 0
-    });
-    let ordinals = &points[&kind.expect("a weighted kind").0];
-    let first = ordinals[(rng.next_u64() % ordinals.len() as u64) as usize];
-    let spread = (total_points(points) / 2).max(1);
-    let mut plan = vec![first];
-    for _ in 1..options.crashes {
-        let previous = *plan.last().expect("plan has a first crash");
-        plan.push(previous + 1 + rng.next_u64() % spread);
+    let mut ticket = i64::from(rng.next_u32() % total_weight);
+    let kind = *kinds
+        .iter()
+        .find(|k| {
+            ticket -= i64::from(options.point_weights[*k]);
+            ticket < 0
+        })
+        .expect("a weighted kind");
+    let of_kind: Vec<usize> = (0..sites.len()).filter(|i| sites[*i].kind == kind).collect();
+    let mut ordinal = of_kind[(rng.next_u64() % of_kind.len() as u64) as usize];
+    let mut plan = vec![name_site(sites, ordinal)];
+    while plan.len() < options.crashes {
+        let block = plan.last().expect("a first crash").block;
+        let later: Vec<usize> = (ordinal..sites.len()).filter(|i| sites[*i].height > block).collect();
+        if later.is_empty() {
+            break;
+        }
+        ordinal = later[(rng.next_u64() % later.len() as u64) as usize];
+        plan.push(name_site(sites, ordinal));
     }
     plan
+}
+
+/// The point at `ordinal`, named by kind, block and its count within that block.
+fn name_site(sites: &[Site], ordinal: usize) -> CrashAt {
+    let site = sites[ordinal];
+    let nth = sites[..=ordinal].iter().filter(|s| **s == site).count() as u64;
+    CrashAt { at: site.kind, block: site.height, nth }
 }
 
 /// A fresh madsim runtime for one run of the seed.
@@ -193,33 +258,28 @@ impl KernelHandle {
     }
 }
 
-fn setup(options: &SeedOptions, design: Design, dir: &Path) -> KernelSetup {
-    KernelSetup { dir: dir.to_path_buf(), design, kernel: options.kernel }
+fn setup(case: &Case, dir: &Path) -> KernelSetup {
+    KernelSetup { dir: dir.to_path_buf(), design: case.design, kernel: case.options.kernel }
 }
 
 /// Install a fresh world for a run in `dir`, run `body` in a madsim runtime.
-fn in_world<T>(
-    options: &SeedOptions,
-    dir: &Path,
-    plan: Vec<u64>,
-    body: impl std::future::Future<Output = T>,
-) -> (T, World) {
+fn in_world<T>(case: &Case, dir: &Path, plan: Vec<CrashAt>, body: impl std::future::Future<Output = T>) -> (T, World) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("scratch directory");
     vfs::register();
     // SQLite's PRNG (journal nonces, WAL salts) is process-global: seed it per run.
-    vfs::seed_sqlite_prng((options.seed ^ (options.seed >> 32)) as u32);
-    world::install(World::new(options.seed, options.crash, plan));
+    vfs::seed_sqlite_prng((case.seed ^ (case.seed >> 32)) as u32);
+    world::install(World::new(case.seed, case.options.crash, plan));
     lmdb_io::track_dir(&dir.join("kv"));
-    let result = runtime(options.seed).block_on(body);
+    let result = runtime(case.seed).block_on(body);
     let world = world::uninstall().expect("world installed");
     let _ = std::fs::remove_dir_all(dir);
     (result, world)
 }
 
-fn reference_run(options: &SeedOptions, design: Design, dir: &Path, trace: &mut Trace) -> Result<Reference, Failure> {
-    let kernel_setup = setup(options, design, dir);
-    let workload = options.workload.clone();
+fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Result<Reference, Failure> {
+    let kernel_setup = setup(case, dir);
+    let workload = case.options.workload.clone();
     let body = async move {
         let kernel = KernelHandle::start(kernel_setup);
         let mut oracle = Oracle::default();
@@ -230,10 +290,11 @@ fn reference_run(options: &SeedOptions, design: Design, dir: &Path, trace: &mut 
             snapshots: vec![kernel.snapshot(false).await.map_err(|e| fail(0, e.to_string()))?],
             heaps: vec![BTreeMap::new()],
             final_snapshot: Snapshot::default(),
-            points: BTreeMap::new(),
+            sites: Vec::new(),
         };
         for (index, inputs) in workload.into_iter().enumerate() {
             let height = index as u64 + 1;
+            world::set_height(height);
             let report = kernel.run_block(height, inputs).await.map_err(|e| fail(height, e.to_string()))?;
             oracle.apply(&report).map_err(|e| fail(height, format!("oracle: {e}")))?;
             reference.snapshots.push(kernel.snapshot(false).await.map_err(|e| fail(height, e.to_string()))?);
@@ -249,9 +310,9 @@ fn reference_run(options: &SeedOptions, design: Design, dir: &Path, trace: &mut 
         reference.final_snapshot = last;
         Ok(reference)
     };
-    let (result, world) = in_world(options, dir, Vec::new(), body);
+    let (result, world) = in_world(case, dir, Vec::new(), body);
     let mut reference = result?;
-    reference.points = world.points_by_kind().clone();
+    reference.sites = world.sites().to_vec();
     for report in &reference.reports {
         trace.line(describe_block(report));
     }
@@ -283,6 +344,8 @@ struct FaultyOutcome {
     failure: Option<Failure>,
     crashes: Vec<PointRecord>,
     recoveries: u64,
+    /// Planned crashes the run never reached.
+    unreached: Vec<CrashAt>,
     trace: Trace,
 }
 
@@ -296,25 +359,19 @@ struct Host {
     trace: Trace,
 }
 
-fn faulty_run(
-    options: &SeedOptions,
-    design: Design,
-    dir: &Path,
-    plan: Vec<u64>,
-    reference: Arc<Reference>,
-    trace: Trace,
-) -> FaultyOutcome {
-    let kernel_setup = setup(options, design, dir);
-    let workload = options.workload.clone();
+fn faulty_run(case: &Case, dir: &Path, plan: Vec<CrashAt>, reference: Arc<Reference>, trace: Trace) -> FaultyOutcome {
+    let kernel_setup = setup(case, dir);
+    let workload = case.options.workload.clone();
     let crashes_planned = plan.len();
     let body = async move {
         let mut host = Host { reference, crashes: Vec::new(), recoveries: 0, acked: 0, trace };
         let mut kernel = KernelHandle::start(kernel_setup);
         let failure = host.drive(&mut kernel, &workload, crashes_planned).await.err();
-        (host, failure)
+        let unreached = world::crashes_left();
+        (host, failure, unreached)
     };
-    let ((host, failure), _world) = in_world(options, dir, plan, body);
-    FaultyOutcome { failure, crashes: host.crashes, recoveries: host.recoveries, trace: host.trace }
+    let ((host, failure, unreached), _world) = in_world(case, dir, plan, body);
+    FaultyOutcome { failure, crashes: host.crashes, recoveries: host.recoveries, unreached, trace: host.trace }
 }
 
 impl Host {
@@ -328,13 +385,21 @@ impl Host {
         workload: &[Vec<HostInput>],
         crashes: usize,
     ) -> Result<(), Failure> {
-        let mut height = 1;
+        // Open the store at height 0, as the reference run does, so that crash
+        // points of the first open are named alike in both runs.
+        world::set_height(0);
+        let mut height = match kernel.snapshot(false).await {
+            Ok(_) => 1,
+            Err(_) if world::is_crashed() => self.recover(kernel, crashes).await? + 1,
+            Err(error) => return Err(self.failure(FailureKind::of_error(&error), 0, error.to_string())),
+        };
         // Each block runs once, plus once more per crash; the bound guards the loop.
         let max_attempts = workload.len() * (crashes + 1) + crashes + 1;
         for _ in 0..max_attempts {
             if height > workload.len() as u64 {
                 return self.check_final(kernel).await;
             }
+            world::set_height(height);
             match kernel.run_block(height, workload[height as usize - 1].clone()).await {
                 Ok(report) => {
                     self.check_block(&report)?;
@@ -367,6 +432,7 @@ impl Host {
                 return Err(self.failure(FailureKind::KernelError, self.acked, "crash without images".into()));
             };
             self.trace.line(format!("crash at {point}"));
+            world::set_height(self.acked + 1);
             self.crashes.push(point);
             kernel.crash_and_restart(&images).await;
             match kernel.snapshot(true).await {

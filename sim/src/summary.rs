@@ -30,6 +30,7 @@ pub struct SeedResult {
     pub crashes: Vec<String>,
     pub recoveries_checked: u64,
     pub cranks: u64,
+    pub evictions: u64,
     pub trace_hash: String,
     pub failure: Option<FailureRecord>,
 }
@@ -71,6 +72,7 @@ impl SeedResult {
             crashes: report.crashes.iter().map(|c| c.kind.name().to_string()).collect(),
             recoveries_checked: report.recoveries_checked,
             cranks: report.cranks,
+            evictions: report.evictions,
             trace_hash: report.trace.hash(),
             failure,
         }
@@ -87,6 +89,7 @@ pub struct Summary {
     pub crashes_by_point: BTreeMap<String, u64>,
     pub recoveries_checked: u64,
     pub cranks: u64,
+    pub evictions: u64,
     pub elapsed_seconds: f64,
     pub seeds_per_second: f64,
     /// A digest of every seed's trace hash, in seed order: equal across runs,
@@ -111,6 +114,7 @@ impl Summary {
         }
         self.recoveries_checked += result.recoveries_checked;
         self.cranks += result.cranks;
+        self.evictions += result.evictions;
         self.trace_hashes.insert((result.seed, result.design.clone()), result.trace_hash.clone());
         if let Some(failure) = &result.failure {
             self.failed += 1;

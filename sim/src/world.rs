@@ -5,13 +5,13 @@
 //! at each of their durability points, with none of their own state borrowed:
 //! when the point is the planned crash, the world captures both disks' crash images.
 
-use crate::fault::{CrashSpec, Crashed, PointKind};
+use crate::fault::{CrashAt, CrashSpec, Crashed, PointKind};
 use crate::lmdb_io::{self, LmdbImage};
 use crate::vfs::{self, VfsImage};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Where a run stands, for naming a crash point in a failure.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -25,6 +25,8 @@ pub struct Position {
 pub struct PointRecord {
     pub kind: PointKind,
     pub ordinal: u64,
+    /// The point as the plan named it.
+    pub named: CrashAt,
     pub database: &'static str,
     pub file: String,
     pub at: Position,
@@ -34,10 +36,17 @@ impl std::fmt::Display for PointRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} #{} ({} {}) in block {} crank {}",
-            self.kind, self.ordinal, self.database, self.file, self.at.height, self.at.crank
+            "{} (ordinal {}, {} {}, last crank {})",
+            self.named, self.ordinal, self.database, self.file, self.at.crank
         )
     }
+}
+
+/// Where a crash point was hit: its kind and the block the host was running.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub kind: PointKind,
+    pub height: u64,
 }
 
 /// Both disks as they survive a crash.
@@ -53,11 +62,14 @@ pub struct World {
     sqlite_rng: ChaCha8Rng,
     torn_rng: ChaCha8Rng,
     next_ordinal: u64,
-    /// Ordinals at which to crash, ascending; consumed as they are hit.
-    crash_plan: Vec<u64>,
+    /// Where to crash, in order; consumed as they are hit.
+    crash_plan: VecDeque<CrashAt>,
+    /// Points hit per (kind, block) since the start or the last crash.
+    counts: BTreeMap<(PointKind, u64), u64>,
     crashed: Option<PointRecord>,
     images: Option<CrashImages>,
-    points_by_kind: BTreeMap<PointKind, Vec<u64>>,
+    /// Every point hit, indexed by ordinal.
+    sites: Vec<Site>,
     position: Position,
     time_ms: i64,
 }
@@ -66,19 +78,17 @@ pub struct World {
 const EPOCH_MS: i64 = 1_640_995_200_000;
 
 impl World {
-    pub fn new(seed: u64, spec: CrashSpec, mut crash_plan: Vec<u64>) -> World {
-        crash_plan.sort_unstable();
-        crash_plan.dedup();
-        crash_plan.reverse();
+    pub fn new(seed: u64, spec: CrashSpec, crash_plan: Vec<CrashAt>) -> World {
         World {
             spec,
             sqlite_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5_1173),
             torn_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7_0e2),
             next_ordinal: 0,
-            crash_plan,
+            crash_plan: crash_plan.into(),
+            counts: BTreeMap::new(),
             crashed: None,
             images: None,
-            points_by_kind: BTreeMap::new(),
+            sites: Vec::new(),
             position: Position::default(),
             time_ms: EPOCH_MS,
         }
@@ -86,9 +96,18 @@ impl World {
 }
 
 impl World {
+    /// Every point hit in this run, indexed by ordinal.
+    pub fn sites(&self) -> &[Site] {
+        &self.sites
+    }
+
     /// Ordinals hit in this run, by kind.
-    pub fn points_by_kind(&self) -> &BTreeMap<PointKind, Vec<u64>> {
-        &self.points_by_kind
+    pub fn points_by_kind(&self) -> BTreeMap<PointKind, Vec<u64>> {
+        let mut by_kind: BTreeMap<PointKind, Vec<u64>> = BTreeMap::new();
+        for (ordinal, site) in self.sites.iter().enumerate() {
+            by_kind.entry(site.kind).or_default().push(ordinal as u64);
+        }
+        by_kind
     }
 }
 
@@ -125,14 +144,19 @@ pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> 
         }
         let ordinal = w.next_ordinal;
         w.next_ordinal += 1;
-        w.points_by_kind.entry(kind).or_default().push(ordinal);
-        if w.crash_plan.last() != Some(&ordinal) {
+        let height = w.position.height;
+        w.sites.push(Site { kind, height });
+        let count = w.counts.entry((kind, height)).or_default();
+        *count += 1;
+        let here = CrashAt { at: kind, block: height, nth: *count };
+        if w.crash_plan.front() != Some(&here) {
             return Ok(None);
         }
-        w.crash_plan.pop();
+        w.crash_plan.pop_front();
+        w.counts.clear();
         // The file name only: the directory holds the process ID, which must not reach a trace.
         let file = file.rsplit('/').next().unwrap_or(file).to_string();
-        let record = PointRecord { kind, ordinal, database, file, at: w.position };
+        let record = PointRecord { kind, ordinal, named: here, database, file, at: w.position };
         w.crashed = Some(record);
         Ok(Some(w.spec))
     });
@@ -195,9 +219,19 @@ pub fn set_position(position: Position) {
     with(|w| w.position = position);
 }
 
+/// The host is about to run (or recover) block `height`.
+pub fn set_height(height: u64) {
+    with(|w| w.position.height = height);
+}
+
 /// Ordinals hit so far, by kind.
 pub fn points_by_kind() -> BTreeMap<PointKind, Vec<u64>> {
-    with(|w| w.points_by_kind.clone()).unwrap_or_default()
+    with(|w| w.points_by_kind()).unwrap_or_default()
+}
+
+/// Planned crashes not reached (yet).
+pub fn crashes_left() -> Vec<CrashAt> {
+    with(|w| w.crash_plan.iter().copied().collect()).unwrap_or_default()
 }
 
 /// How many crash points have been hit.

@@ -160,7 +160,7 @@ fn crash_at_every_point(name: &str, crash: CrashSpec) {
     for k in 0..total {
         std::fs::remove_dir_all(&dir).unwrap();
         std::fs::create_dir_all(&dir).unwrap();
-        world::install(World::new(100 + k, crash, vec![k]));
+        world::install(World::new(100 + k, crash, vec![lmdb_point(k)]));
         lmdb_io::track_dir(&dir);
 
         let env = open_env(&dir);
@@ -358,7 +358,7 @@ fn model_of_plain_writes() {
     assert!(!path.exists());
 
     // After a crash, syncs and writes to tracked files fail with EIO and change nothing.
-    world::install(World::new(9, spec(FaultMode::PowerLoss, false), vec![0]));
+    world::install(World::new(9, spec(FaultMode::PowerLoss, false), vec![lmdb_point(0)]));
     lmdb_io::track_dir(&dir);
     let file = OpenOptions::new().create(true).truncate(true).read(true).write(true).open(&path).unwrap();
     file.write_all_at(&[1; S], 0).unwrap();
@@ -387,7 +387,7 @@ fn existing_data_is_durable() {
     close_env(env);
 
     // Crash at the fdatasync of the next commit (its first point).
-    world::install(World::new(11, spec(FaultMode::PowerLoss, true), vec![0]));
+    world::install(World::new(11, spec(FaultMode::PowerLoss, true), vec![lmdb_point(0)]));
     lmdb_io::track_dir(&dir);
     let env = open_env(&dir);
     let db = create_db(&env).unwrap();
@@ -402,4 +402,9 @@ fn existing_data_is_durable() {
 
     world::uninstall();
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The crash point at `ordinal` when every point is an LMDB sync outside any block.
+fn lmdb_point(ordinal: u64) -> sim::fault::CrashAt {
+    sim::fault::CrashAt { at: sim::fault::PointKind::LmdbSync, block: 0, nth: ordinal + 1 }
 }

@@ -292,7 +292,11 @@ fn world_crash_at_each_sqlite_sync_recovers_before_or_after_its_commit() {
         world::uninstall();
         for spec in [POWER_LOSS, TORN, PROCESS_CRASH] {
             for ordinal in 0..ends[2] {
-                world::install(World::new(ordinal, spec, vec![ordinal]));
+                world::install(World::new(
+                    ordinal,
+                    spec,
+                    vec![sim::fault::CrashAt { at: sim::fault::PointKind::SqliteSync, block: 0, nth: ordinal + 1 }],
+                ));
                 assert!(world_script(journal_mode).is_err(), "{journal_mode} {spec:?} #{ordinal}");
                 let (record, images) = world::take_crash().expect("crashed");
                 assert_eq!(record.ordinal, ordinal);

@@ -133,6 +133,7 @@ pub fn panicked(config: &SeedConfig, message: &str, repro: &ReproFlags) -> SeedR
         crashes: Vec::new(),
         recoveries_checked: 0,
         cranks: 0,
+        evictions: 0,
         trace_hash: String::new(),
         failure: None,
     };
