@@ -67,7 +67,7 @@ pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
     /// The last crash before the failure, if any.
-    pub point: Option<PointRecord>,
+    pub point: Option<Box<PointRecord>>,
     /// The block the host was at.
     pub height: u64,
 }

@@ -102,9 +102,31 @@ pub fn run_seed(config: &SeedConfig, root: &Path) -> SeedReport {
     run_case(&Case::from_seed(config), root)
 }
 
-/// Run one case in `root` (a per-process scratch directory).
+/// Run one case in `root` (a per-process scratch directory); its files are
+/// removed afterwards, whatever the outcome.
 pub fn run_case(case: &Case, root: &Path) -> SeedReport {
     let _one_run_at_a_time = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let base = root.join(format!("{}-{}", case.seed, case.design));
+    let _cleanup = RemoveOnDrop(vec![base.clone(), root.to_path_buf()]);
+    run_case_in(case, &base)
+}
+
+/// Removes directories when dropped (also when a panic unwinds): the run's
+/// directory, then the per-process root if it is empty.
+struct RemoveOnDrop(Vec<PathBuf>);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Some((first, rest)) = self.0.split_first() {
+            let _ = std::fs::remove_dir_all(first);
+            for dir in rest {
+                let _ = std::fs::remove_dir(dir);
+            }
+        }
+    }
+}
+
+fn run_case_in(case: &Case, base: &Path) -> SeedReport {
     let options = &case.options;
     let mut trace = Trace::new(case.verbose);
     trace.line(format!("SEED={} design={} {options}", case.seed, case.design));
@@ -120,7 +142,6 @@ pub fn run_case(case: &Case, root: &Path) -> SeedReport {
         evictions: 0,
         trace: Trace::new(false),
     };
-    let base = root.join(format!("{}-{}", case.seed, case.design));
     let reference = match reference_run(case, &base.join("reference"), &mut trace) {
         Ok(reference) => reference,
         Err(failure) => return finish(report, trace, Some(failure)),
@@ -137,7 +158,6 @@ pub fn run_case(case: &Case, root: &Path) -> SeedReport {
     let faulty = faulty_run(case, &base.join("faulty"), report.plan.clone(), reference, trace);
     report.crashes = faulty.crashes;
     report.recoveries_checked = faulty.recoveries;
-    let _ = std::fs::remove_dir_all(&base);
     let failure = faulty.failure.or_else(|| unreached(&faulty.unreached));
     finish(report, faulty.trace, failure)
 }
@@ -376,7 +396,7 @@ fn faulty_run(case: &Case, dir: &Path, plan: Vec<CrashAt>, reference: Arc<Refere
 
 impl Host {
     fn failure(&self, kind: FailureKind, height: u64, message: String) -> Failure {
-        Failure { kind, message, point: self.crashes.last().cloned(), height }
+        Failure { kind, message, point: self.crashes.last().cloned().map(Box::new), height }
     }
 
     async fn drive(

@@ -22,8 +22,14 @@ const SCHEMA: &str = "
     CREATE TABLE kvStore (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
+/// The smallest SQLite database file: one page of the smallest page size.
+const MIN_DATABASE_BYTES: u64 = 512;
+
 /// Open (or create) the SQLite database of the store at `path`.
 pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Connection> {
+    if config.sqlite_vfs.is_none() {
+        check_file_size(path)?;
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match &config.sqlite_vfs {
         Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs.as_str())?,
@@ -32,6 +38,20 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Connection> {
     apply_settings(&conn, config).map_err(|e| corrupt_or(path, e))?;
     check_or_create_schema(&conn, path, config.design).map_err(|e| corrupt_or(path, e))?;
     Ok(conn)
+}
+
+/// SQLite takes a file shorter than its header for an empty database and would
+/// overwrite it: a non-empty file too short to be a database is corrupt.
+fn check_file_size(path: &Path) -> Result<()> {
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let len = metadata.len();
+    if len > 0 && len < MIN_DATABASE_BYTES {
+        let reason = format!("{len} bytes: too short to be a SQLite database");
+        return Err(Error::Corrupt { path: path.to_path_buf(), reason });
+    }
+    Ok(())
 }
 
 /// A SQLite error that says "this is not a database" becomes `Corrupt`.

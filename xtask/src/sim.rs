@@ -13,7 +13,7 @@ use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use store::Design;
 
 #[derive(Args, Debug)]
@@ -45,6 +45,14 @@ pub struct SimArgs {
     /// Run every seed twice and compare the two runs.
     #[arg(long)]
     pub check_determinism: bool,
+    /// A seed that has not finished after this many seconds is a hang: its worker
+    /// is killed and the seed fails. (Wall-clock time only supervises; it never
+    /// reaches a result.)
+    #[arg(long, default_value = "300")]
+    pub seed_timeout_secs: u64,
+    /// Test hook: `SEED:panic|abort|hang` makes that seed misbehave in its worker.
+    #[arg(long, hide = true)]
+    pub misbehave: Vec<String>,
 }
 
 /// A seed: decimal, or hexadecimal with `0x`.
@@ -185,6 +193,7 @@ fn run_single(seed: u64, plan: &Plan, args: &SimArgs, summary: &mut Summary) {
 
 /// What a worker's reader thread tells the main loop.
 enum Event {
+    Started(usize, u32),
     Line(usize, String),
     Exited(usize, String),
 }
@@ -193,6 +202,31 @@ enum Event {
 struct Worker {
     next_unit: u64,
     current: Option<u64>,
+    pid: Option<u32>,
+    /// When the worker last reported anything.
+    heard_from: Instant,
+    /// Killed by the watchdog.
+    hung: bool,
+}
+
+impl Worker {
+    fn new(next_unit: u64) -> Worker {
+        Worker { next_unit, current: None, pid: None, heard_from: Instant::now(), hung: false }
+    }
+}
+
+/// Kill workers that are stuck on one unit for longer than the timeout.
+fn watchdog(workers: &mut [Worker], timeout: Duration) {
+    for worker in workers.iter_mut() {
+        if worker.current.is_none() || worker.hung || worker.heard_from.elapsed() < timeout {
+            continue;
+        }
+        if let Some(pid) = worker.pid {
+            // SAFETY: kill(2) on our own child's pid; the worst case is ESRCH.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            worker.hung = true;
+        }
+    }
 }
 
 fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
@@ -215,15 +249,27 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed}<{eta}]").expect("template"),
     );
     let (events, inbox) = mpsc::channel();
-    let mut workers: Vec<Worker> = (0..jobs).map(|k| Worker { next_unit: k as u64, current: None }).collect();
+    let mut workers: Vec<Worker> = (0..jobs).map(|k| Worker::new(k as u64)).collect();
+    let timeout = Duration::from_secs(args.seed_timeout_secs.max(1));
     for (index, worker) in workers.iter().enumerate() {
         spawn_worker(index, worker.next_unit, units, plan, args, &events);
     }
     let mut alive = jobs;
     while alive > 0 {
-        let Ok(event) = inbox.recv() else { break };
+        let event = match inbox.recv_timeout(Duration::from_secs(1)) {
+            Ok(event) => event,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                watchdog(&mut workers, timeout);
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        };
         match event {
-            Event::Line(index, line) => on_line(&mut workers[index], &line, summary, &progress, jobs),
+            Event::Started(index, pid) => workers[index].pid = Some(pid),
+            Event::Line(index, line) => {
+                workers[index].heard_from = Instant::now();
+                on_line(&mut workers[index], &line, summary, &progress, jobs);
+            }
             Event::Exited(index, status) => {
                 let worker = &mut workers[index];
                 let Some(unit) = worker.current.take() else {
@@ -232,11 +278,16 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
                 };
                 // The worker died in the middle of a seed: that seed failed; go on after it.
                 let (seed, design) = unit_of(args.start, &plan.designs, unit);
-                let config =
-                    SeedConfig { seed, design, flags: Flags { mode: plan.mode, torn: args.torn }, verbose: false };
-                let result = worker::panicked(&config, &format!("worker process died: {status}"), &plan.repro);
+                let flags = Flags { mode: plan.mode, torn: args.torn };
+                let config = SeedConfig { seed, design, flags, verbose: false };
+                let why = match std::mem::take(&mut worker.hung) {
+                    true => format!("hang: no result after {} s; worker killed", timeout.as_secs()),
+                    false => format!("worker process died: {status}"),
+                };
+                let result = worker::panicked(&config, &why, &plan.repro);
                 record(summary, &result, &progress);
                 worker.next_unit = unit + jobs as u64;
+                worker.heard_from = Instant::now();
                 if worker.next_unit < units {
                     spawn_worker(index, worker.next_unit, units, plan, args, &events);
                 } else {
@@ -301,6 +352,9 @@ fn spawn_worker(
     if args.check_determinism {
         command.arg("--check-determinism");
     }
+    for plan in &args.misbehave {
+        command.args(["--misbehave", plan]);
+    }
     let child = command.stdout(Stdio::piped()).stdin(Stdio::null()).spawn();
     let events = events.clone();
     match child {
@@ -314,6 +368,7 @@ fn spawn_worker(
 }
 
 fn read_worker(index: usize, mut child: Child, events: mpsc::Sender<Event>) {
+    let _ = events.send(Event::Started(index, child.id()));
     let stdout = child.stdout.take().expect("piped stdout");
     for line in BufReader::new(stdout).lines() {
         let Ok(line) = line else { break };

@@ -36,6 +36,9 @@ pub struct WorkerArgs {
     pub torn: bool,
     #[arg(long)]
     pub check_determinism: bool,
+    /// Test hook: `SEED:panic|abort|hang` makes that seed misbehave.
+    #[arg(long)]
+    pub misbehave: Vec<String>,
 }
 
 pub fn run(args: WorkerArgs) -> ExitCode {
@@ -65,6 +68,7 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         let (seed, design) = unit_of(args.start, &designs, unit);
         let _ = writeln!(out, "begin {unit}");
         let _ = out.flush();
+        misbehave(&args.misbehave, seed);
         let config = SeedConfig { seed, design, flags: flags.clone(), verbose: false };
         let result = run_one(&config, &root, &repro, args.check_determinism);
         let _ = writeln!(out, "{}", serde_json::to_string(&result).expect("results encode"));
@@ -73,6 +77,24 @@ pub fn run(args: WorkerArgs) -> ExitCode {
     }
     let _ = std::fs::remove_dir_all(&root);
     ExitCode::SUCCESS
+}
+
+thread_local! {
+    static PANIC_SEED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The test hook behind `--misbehave`: exercises the parent's handling of a
+/// seed that panics, aborts the process, or hangs.
+fn misbehave(plans: &[String], seed: u64) {
+    let wanted = plans.iter().filter_map(|p| p.split_once(':')).find(|(s, _)| s.parse() == Ok(seed));
+    match wanted.map(|(_, how)| how) {
+        Some("abort") => std::process::abort(),
+        Some("panic") => PANIC_SEED.with(|p| p.set(Some(seed))),
+        Some("hang") => loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        },
+        _ => {}
+    }
 }
 
 /// The seed and design of a unit of work.
@@ -114,7 +136,12 @@ fn failure_record(result: &SeedResult, failure: &Failure, repro: &ReproFlags) ->
 }
 
 fn run_caught(config: &SeedConfig, root: &std::path::Path, repro: &ReproFlags) -> SeedResult {
-    match catch_unwind(AssertUnwindSafe(|| run_seed(config, root))) {
+    let panic_here = PANIC_SEED.with(|p| p.get()) == Some(config.seed);
+    let run = || {
+        assert!(!panic_here, "injected panic (--misbehave)");
+        run_seed(config, root)
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
         Ok(report) => SeedResult::from_report(&report, repro),
         Err(panic) => {
             let _ = sim::world::uninstall();

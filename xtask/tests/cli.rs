@@ -1,0 +1,91 @@
+//! `cargo xtask sim` as a user runs it: exit codes, failures with repro lines,
+//! the JSON summary, and determinism across processes and job counts.
+
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask")).args(args).output().expect("xtask runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn line_starting(text: &str, prefix: &str) -> String {
+    text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no `{prefix}` line in:\n{text}")).to_string()
+}
+
+#[test]
+fn bad_usage_exits_2_with_a_message() {
+    let cases: &[&[&str]] = &[
+        &["sim", "--design", "nope"],
+        &["sim", "--mode", "meteor"],
+        &["sim", "--seed", "12x"],
+        &["sim", "--seed", "0xZZ"],
+        &["sim", "--seeds", "0"],
+        &["sim", "--jobs", "0"],
+        &["sim", "--torn", "--mode", "process-crash"],
+        &["sim", "--seed", "1", "--seeds", "5"],
+    ];
+    for args in cases {
+        let output = xtask(args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("error"), "{args:?}: no error message: {stderr}");
+    }
+}
+
+#[test]
+fn misbehaving_seeds_fail_alone_and_print_their_repro() {
+    let args = ["sim", "--seeds", "6", "--jobs", "2", "--seed-timeout-secs", "3"];
+    let output =
+        xtask(&[&args[..], &["--misbehave", "1:abort", "--misbehave", "2:hang", "--misbehave", "4:panic"]].concat());
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = stdout(&output);
+    assert!(text.trim_end().ends_with("seeds/s"), "last line is the summary:\n{text}");
+    assert!(line_starting(&text, "sim: 6 seeds, 3 failed").contains("recoveries checked"));
+    for (seed, why) in [(1, "worker process died"), (2, "hang"), (4, "injected panic")] {
+        assert!(text.contains(&format!("repro: cargo xtask sim --seed {seed} --design start-position")), "{text}");
+        assert!(text.lines().any(|l| l.contains(&format!("seed {seed} ")) && l.contains(why)), "seed {seed}: {text}");
+    }
+}
+
+#[test]
+fn json_summary_has_the_documented_keys() {
+    let path = std::env::temp_dir().join(format!("xtask-cli-{}.json", std::process::id()));
+    let output = xtask(&["sim", "--seeds", "4", "--design", "erase", "--json", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "erase fails within 4 seeds: {output:?}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(summary["seeds"], 4);
+    assert!(summary["failed"].as_u64().unwrap() >= 1);
+    for kind in ["sqlite-sync", "lmdb-sync", "point-a", "point-b", "crank"] {
+        assert!(summary["crashes_by_point"][kind].is_u64(), "crashes_by_point.{kind}");
+    }
+    assert!(summary["recoveries_checked"].is_u64());
+    assert!(summary["seeds_per_second"].as_f64().unwrap() > 0.0);
+    let failure = &summary["failures"][0];
+    for key in ["seed", "design", "point", "message", "repro"] {
+        assert!(!failure[key].is_null() || key == "point", "failure.{key}: {failure}");
+    }
+    assert!(failure["repro"].as_str().unwrap().starts_with("cargo xtask sim --seed "));
+}
+
+#[test]
+fn a_repro_line_fails_again_the_same_way() {
+    let first = xtask(&["sim", "--seed", "2", "--design", "length-zero"]);
+    let again = xtask(&["sim", "--seed", "2", "--design", "length-zero"]);
+    assert_eq!(first.status.code(), Some(1), "{first:?}");
+    let (first, again) = (stdout(&first), stdout(&again));
+    assert!(first.starts_with("SEED=2 design=length-zero"), "the seed's first line: {first}");
+    assert_eq!(line_starting(&first, "FAILED seed"), line_starting(&again, "FAILED seed"));
+    assert_eq!(line_starting(&first, "trace hash"), line_starting(&again, "trace hash"));
+}
+
+#[test]
+fn the_trace_digest_does_not_depend_on_jobs() {
+    let one = stdout(&xtask(&["sim", "--seeds", "12", "--jobs", "1"]));
+    let three = stdout(&xtask(&["sim", "--seeds", "12", "--jobs", "3"]));
+    assert_eq!(line_starting(&one, "trace digest"), line_starting(&three, "trace digest"));
+    assert!(line_starting(&one, "sim: 12 seeds, 0 failed").contains("recoveries"));
+}
