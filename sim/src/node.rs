@@ -19,6 +19,7 @@ pub struct KernelSetup {
     pub dir: PathBuf,
     pub design: Design,
     pub kernel: KernelConfig,
+    pub mutant: Option<store::Mutant>,
 }
 
 /// The kernel's state as a check sees it.
@@ -72,8 +73,9 @@ impl Observer for SimObserver {
     }
 }
 
-fn store_config(design: Design) -> StoreConfig {
+fn store_config(design: Design, mutant: Option<store::Mutant>) -> StoreConfig {
     let mut config = StoreConfig::new(design);
+    config.mutant = mutant;
     config.sqlite_vfs = Some(crate::vfs::VFS_NAME.to_string());
     config.lmdb_map_bytes = 4 << 20;
     config.observer = Box::new(SimObserver);
@@ -85,7 +87,7 @@ pub async fn serve(setup: KernelSetup, inbox: Inbox) {
     let Some(mut requests) = inbox.lock().expect("inbox lock").take() else {
         return;
     };
-    let mut kernel = Kernel::open(&setup.dir, store_config(setup.design), setup.kernel);
+    let mut kernel = Kernel::open(&setup.dir, store_config(setup.design, setup.mutant), setup.kernel);
     while let Some(request) = requests.next().await {
         match request {
             Request::RunBlock { height, inputs, reply } => {

@@ -11,11 +11,50 @@ use store::kernel::{HostInput, KernelConfig};
 use store::vat::VatParams;
 
 /// Flags a user can set; everything else comes from the seed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Flags {
     /// `None`: the seed picks the fault mode.
     pub mode: Option<FaultMode>,
     pub torn: bool,
+}
+
+/// A deliberate defect in the system under test or the host, to prove the
+/// harness catches it (`cargo xtask mutants`). Never on unless named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mutation {
+    Store(store::Mutant),
+    /// After a restart the host runs again the block the kernel had committed.
+    HostRepeatsCommittedBlock,
+}
+
+impl Mutation {
+    pub fn all() -> Vec<Mutation> {
+        let mut all: Vec<Mutation> = store::Mutant::ALL.iter().map(|m| Mutation::Store(*m)).collect();
+        all.push(Mutation::HostRepeatsCommittedBlock);
+        all
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutation::Store(mutant) => mutant.name(),
+            Mutation::HostRepeatsCommittedBlock => "host-repeats-committed-block",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Mutation, String> {
+        Mutation::all().into_iter().find(|m| m.name() == text).ok_or_else(|| {
+            let names: Vec<&str> = Mutation::all().iter().map(|m| m.name()).collect();
+            format!("unknown mutant `{text}` (expected one of: {})", names.join(", "))
+        })
+    }
+
+    /// The store's part of the mutation.
+    pub fn store_mutant(mutation: Option<Mutation>) -> Option<store::Mutant> {
+        match mutation {
+            Some(Mutation::Store(mutant)) => Some(mutant),
+            _ => None,
+        }
+    }
 }
 
 /// The options one seed derives.

@@ -5,7 +5,7 @@
 use crate::check::{diff_heaps, diff_kv, diff_spans, Failure, FailureKind};
 use crate::fault::{CrashAt, PointKind};
 use crate::node::{self, Inbox, KernelSetup, Request, Snapshot};
-use crate::options::{Flags, SeedOptions};
+use crate::options::{Flags, Mutation, SeedOptions};
 use crate::oracle::Oracle;
 use crate::trace::Trace;
 use crate::world::{self, PointRecord, Site, World};
@@ -49,16 +49,23 @@ pub struct Case {
     pub design: Design,
     pub options: SeedOptions,
     pub plan: CrashPlan,
+    /// A deliberate defect to run with (`None` always, but for `mutants`).
+    pub mutation: Option<Mutation>,
     pub verbose: bool,
 }
 
 impl Case {
+    pub fn with_mutation(self, mutation: Option<Mutation>) -> Case {
+        Case { mutation, ..self }
+    }
+
     pub fn from_seed(config: &SeedConfig) -> Case {
         Case {
             seed: config.seed,
             design: config.design,
             options: SeedOptions::derive(config.seed, &config.flags),
             plan: CrashPlan::Seeded,
+            mutation: None,
             verbose: config.verbose,
         }
     }
@@ -279,7 +286,8 @@ impl KernelHandle {
 }
 
 fn setup(case: &Case, dir: &Path) -> KernelSetup {
-    KernelSetup { dir: dir.to_path_buf(), design: case.design, kernel: case.options.kernel }
+    let mutant = Mutation::store_mutant(case.mutation);
+    KernelSetup { dir: dir.to_path_buf(), design: case.design, kernel: case.options.kernel, mutant }
 }
 
 /// Install a fresh world for a run in `dir`, run `body` in a madsim runtime.
@@ -372,6 +380,9 @@ struct FaultyOutcome {
 /// The host's side of the faulty run.
 struct Host {
     reference: Arc<Reference>,
+    /// The host-repeats-committed-block mutation: resume after `acked`, ignoring
+    /// a block the kernel committed before the crash.
+    repeats_committed_block: bool,
     crashes: Vec<PointRecord>,
     recoveries: u64,
     /// The last block whose commit the host saw acknowledged.
@@ -383,8 +394,9 @@ fn faulty_run(case: &Case, dir: &Path, plan: Vec<CrashAt>, reference: Arc<Refere
     let kernel_setup = setup(case, dir);
     let workload = case.options.workload.clone();
     let crashes_planned = plan.len();
+    let repeats_committed_block = case.mutation == Some(Mutation::HostRepeatsCommittedBlock);
     let body = async move {
-        let mut host = Host { reference, crashes: Vec::new(), recoveries: 0, acked: 0, trace };
+        let mut host = Host { reference, repeats_committed_block, crashes: Vec::new(), recoveries: 0, acked: 0, trace };
         let mut kernel = KernelHandle::start(kernel_setup);
         let failure = host.drive(&mut kernel, &workload, crashes_planned).await.err();
         let unreached = world::crashes_left();
@@ -477,6 +489,9 @@ impl Host {
         self.recoveries += 1;
         // The kernel committed the block in flight (a crash after its commit point):
         // the host now knows it is committed and must not run it again.
+        if self.repeats_committed_block {
+            return Ok(self.acked);
+        }
         self.acked = height;
         let replayed = found.replayed;
         self.trace

@@ -40,6 +40,7 @@ pub struct SeedResult {
 pub struct ReproFlags {
     pub mode: Option<String>,
     pub torn: bool,
+    pub mutant: Option<String>,
 }
 
 pub fn repro_line(seed: u64, design: &str, flags: &ReproFlags) -> String {
@@ -49,6 +50,9 @@ pub fn repro_line(seed: u64, design: &str, flags: &ReproFlags) -> String {
     }
     if flags.torn {
         line += " --torn";
+    }
+    if let Some(mutant) = &flags.mutant {
+        line += &format!(" --mutant {mutant}");
     }
     line
 }

@@ -126,6 +126,34 @@ impl Observer for NoObserver {
     }
 }
 
+/// A deliberate defect, for proving that a harness catches it. Never on by
+/// default: only a caller that names one gets it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Mutant {
+    /// Commit LMDB before SQLite (point B before point A).
+    LmdbFirst,
+    /// SQLite with `synchronous=OFF` whatever the configuration says.
+    SqliteSyncOff,
+    /// A crank abort keeps its kv writes.
+    AbortKeepsKv,
+    /// Replay starts at position 0 instead of the span's start.
+    ReplayFromZero,
+}
+
+impl Mutant {
+    pub const ALL: [Mutant; 4] =
+        [Mutant::LmdbFirst, Mutant::SqliteSyncOff, Mutant::AbortKeepsKv, Mutant::ReplayFromZero];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mutant::LmdbFirst => "lmdb-first",
+            Mutant::SqliteSyncOff => "sqlite-sync-off",
+            Mutant::AbortKeepsKv => "abort-keeps-kv",
+            Mutant::ReplayFromZero => "replay-from-zero",
+        }
+    }
+}
+
 /// Everything needed to open a store, besides its directory.
 pub struct StoreConfig {
     pub design: Design,
@@ -136,6 +164,8 @@ pub struct StoreConfig {
     /// LMDB map size; a multiple of the page size.
     pub lmdb_map_bytes: usize,
     pub observer: Box<dyn Observer>,
+    /// A deliberate defect; `None` in every real use.
+    pub mutant: Option<Mutant>,
 }
 
 impl StoreConfig {
@@ -148,6 +178,7 @@ impl StoreConfig {
             sqlite_vfs: None,
             lmdb_map_bytes: 64 << 20,
             observer: Box::new(NoObserver),
+            mutant: None,
         }
     }
 }

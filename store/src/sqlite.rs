@@ -1,7 +1,7 @@
 //! The SQLite database of a swing-store: streamStore's `streamItem` table, the
 //! store's recorded design, and (in the `unified` design) kvStore's table.
 
-use crate::config::{Design, JournalMode, StoreConfig, Synchronous};
+use crate::config::{Design, JournalMode, Mutant, StoreConfig, Synchronous};
 use crate::error::{Error, Result};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::collections::BTreeMap;
@@ -77,6 +77,7 @@ fn apply_settings(conn: &Connection, config: &StoreConfig) -> Result<()> {
         return Err(Error::Misuse(format!("journal_mode={wanted} requested, SQLite chose {got}")));
     }
     let synchronous = match config.synchronous {
+        _ if config.mutant == Some(Mutant::SqliteSyncOff) => "OFF",
         Synchronous::Off => "OFF",
         Synchronous::Normal => "NORMAL",
         Synchronous::Full => "FULL",

@@ -5,7 +5,7 @@
 //! `commit` runs: SQLite COMMIT, point A, LMDB commit, point B. In the `unified`
 //! design kvStore is a table of the SQLite database and there is one commit.
 
-use crate::config::{Design, Observer, Point, StoreConfig};
+use crate::config::{Design, Mutant, Observer, Point, StoreConfig};
 use crate::error::{Error, Result};
 use crate::lmdb::LmdbKv;
 use crate::sqlite::{self, SQLITE_FILE};
@@ -33,6 +33,7 @@ pub struct SwingStore {
     /// `None` in the `unified` design.
     lmdb: Option<LmdbKv>,
     observer: Box<dyn Observer>,
+    mutant: Option<Mutant>,
     /// Whether a SQLite transaction is open (opened lazily, closed by commit).
     sqlite_txn_open: bool,
     /// `Some` while a crank is open: that crank's kv writes.
@@ -59,6 +60,7 @@ impl SwingStore {
             conn,
             lmdb,
             observer: config.observer,
+            mutant: config.mutant,
             sqlite_txn_open: false,
             crank_kv: None,
             block_kv: KvWrites::new(),
@@ -69,6 +71,11 @@ impl SwingStore {
 
     pub fn design(&self) -> Design {
         self.design
+    }
+
+    /// The deliberate defect this store was opened with (tests of a harness only).
+    pub fn mutant(&self) -> Option<Mutant> {
+        self.mutant
     }
 
     pub fn dir(&self) -> &Path {
@@ -267,8 +274,11 @@ impl SwingStore {
 
     /// Discard the crank's kv writes (and, per design, its stream writes).
     pub fn abort_crank(&mut self) -> Result<()> {
-        if self.crank_kv.take().is_none() {
+        let Some(crank) = self.crank_kv.take() else {
             return Err(Error::Misuse("abort_crank with no crank open".into()));
+        };
+        if self.mutant == Some(Mutant::AbortKeepsKv) {
+            self.block_kv.extend(crank);
         }
         self.crank_streams.clear();
         self.guarded(|s| {
@@ -286,29 +296,38 @@ impl SwingStore {
         if self.crank_kv.is_some() {
             return Err(Error::Misuse("commit with a crank open".into()));
         }
-        self.reached(Point::SqliteCommitStart)?;
-        match self.design {
-            Design::Unified => self.guarded(|s| {
-                s.ensure_sqlite_txn()?;
-                sqlite::kv_apply(&s.conn, &s.block_kv)?;
-                s.commit_sqlite()
-            })?,
-            _ => self.guarded(|s| {
-                s.ensure_sqlite_txn()?;
-                s.commit_sqlite()
-            })?,
-        }
-        self.reached(Point::PointA)?;
-        if let Some(lmdb) = &self.lmdb {
-            if self.observer.reached(Point::LmdbCommitStart).is_err() {
-                return Err(self.poison(Error::Interrupted(Point::LmdbCommitStart.to_string())));
-            }
-            if let Err(error) = lmdb.commit(&self.block_kv) {
-                return Err(self.poison(error));
-            }
+        if self.mutant == Some(Mutant::LmdbFirst) && self.lmdb.is_some() {
+            self.commit_lmdb()?;
+            self.reached(Point::PointA)?;
+            self.commit_sqlite_side()?;
+        } else {
+            self.commit_sqlite_side()?;
+            self.reached(Point::PointA)?;
+            self.commit_lmdb()?;
         }
         self.block_kv.clear();
         self.reached(Point::PointB)
+    }
+
+    /// SQLite COMMIT (with the kv table in the `unified` design).
+    fn commit_sqlite_side(&mut self) -> Result<()> {
+        self.reached(Point::SqliteCommitStart)?;
+        self.guarded(|s| {
+            s.ensure_sqlite_txn()?;
+            if s.design == Design::Unified {
+                sqlite::kv_apply(&s.conn, &s.block_kv)?;
+            }
+            s.commit_sqlite()
+        })
+    }
+
+    /// The LMDB commit of the block buffer (nothing in the `unified` design).
+    fn commit_lmdb(&mut self) -> Result<()> {
+        if self.lmdb.is_none() {
+            return Ok(());
+        }
+        self.reached(Point::LmdbCommitStart)?;
+        self.guarded(|s| s.lmdb.as_ref().expect("checked above").commit(&s.block_kv))
     }
 
     fn commit_sqlite(&mut self) -> Result<()> {

@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's commands, one module each.
 
+mod pool;
 mod sim;
 mod worker;
 
@@ -23,6 +24,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Output piped into `head` must end the program quietly, as for any Unix tool,
+    // not panic in println!.
+    // SAFETY: setting a signal disposition to its default at startup.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     match cli.command {
         Command::Sim(args) => sim::run(args),

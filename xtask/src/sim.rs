@@ -2,17 +2,16 @@
 //! process per job, and summarise. `--seed S` runs one seed in this process
 //! with its readable trace.
 
-use crate::worker::{self, unit_of};
+use crate::pool::{run_pool, PoolConfig, SeedSet};
+use crate::worker;
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
+use sim::check::FailureKind;
 use sim::fault::FaultMode;
-use sim::options::Flags;
-use sim::run::{run_seed, scratch_root, SeedConfig};
+use sim::options::{Flags, Mutation};
+use sim::run::{run_case, scratch_root, Case, SeedConfig};
 use sim::summary::{ReproFlags, SeedResult, Summary};
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::mpsc;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use store::Design;
 
@@ -50,9 +49,39 @@ pub struct SimArgs {
     /// reaches a result.)
     #[arg(long, default_value = "300")]
     pub seed_timeout_secs: u64,
+    /// Run shard K of N: every N-th seed from --start + K - 1 (N machines, no overlap).
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<Shard>,
+    /// Build the store with one deliberate defect (see `cargo xtask mutants`).
+    #[arg(long)]
+    pub mutant: Option<String>,
     /// Test hook: `SEED:panic|abort|hang` makes that seed misbehave in its worker.
     #[arg(long, hide = true)]
     pub misbehave: Vec<String>,
+}
+
+/// `--shard K/N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: u64,
+    pub count: u64,
+}
+
+pub fn parse_shard(text: &str) -> Result<Shard, String> {
+    let parsed = text.split_once('/').and_then(|(k, n)| Some((k.parse::<u64>().ok()?, n.parse::<u64>().ok()?)));
+    match parsed {
+        Some((index, count)) if index >= 1 && index <= count => Ok(Shard { index, count }),
+        _ => Err(format!("`{text}` is not a shard K/N with 1 <= K <= N")),
+    }
+}
+
+impl Shard {
+    /// The seeds of this shard among `count` seeds from `start`.
+    pub fn seeds(shard: Option<Shard>, start: u64, count: Option<u64>) -> SeedSet {
+        let Shard { index, count: shards } = shard.unwrap_or(Shard { index: 1, count: 1 });
+        let count = count.map(|c| (c + shards - index) / shards);
+        SeedSet { start, count, stride: shards, offset: index - 1 }
+    }
 }
 
 /// A seed: decimal, or hexadecimal with `0x`.
@@ -68,8 +97,23 @@ pub fn parse_number(text: &str) -> Result<u64, String> {
 struct Plan {
     designs: Vec<Design>,
     mode: Option<FaultMode>,
+    mutation: Option<Mutation>,
     repro: ReproFlags,
     jobs: usize,
+}
+
+/// Parse a design name or `all`.
+pub fn parse_designs(text: &str) -> Result<Vec<Design>, String> {
+    match text {
+        "all" => Ok(Design::ALL.to_vec()),
+        name => Ok(vec![name.parse::<Design>()?]),
+    }
+}
+
+/// Parse a fault mode name.
+pub fn parse_mode(text: Option<&str>) -> Result<Option<FaultMode>, String> {
+    text.map(|m| FaultMode::parse(m).ok_or(format!("unknown mode `{m}` (expected power-loss or process-crash)")))
+        .transpose()
 }
 
 fn usage_error(message: String) -> ExitCode {
@@ -78,16 +122,9 @@ fn usage_error(message: String) -> ExitCode {
 }
 
 fn validate(args: &SimArgs) -> Result<Plan, String> {
-    let designs = match args.design.as_str() {
-        "all" => Design::ALL.to_vec(),
-        name => vec![name.parse::<Design>()?],
-    };
-    let mode = match &args.mode {
-        None => None,
-        Some(m) => {
-            Some(FaultMode::parse(m).ok_or(format!("unknown mode `{m}` (expected power-loss or process-crash)"))?)
-        }
-    };
+    let designs = parse_designs(&args.design)?;
+    let mode = parse_mode(args.mode.as_deref())?;
+    let mutation = args.mutant.as_deref().map(Mutation::parse).transpose()?;
     if args.torn && mode == Some(FaultMode::ProcessCrash) {
         return Err("--torn needs power loss; it cannot go with --mode process-crash".into());
     }
@@ -102,8 +139,8 @@ fn validate(args: &SimArgs) -> Result<Plan, String> {
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let jobs = args.jobs.unwrap_or(cores);
-    let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn };
-    Ok(Plan { designs, mode, repro, jobs })
+    let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn, mutant: args.mutant.clone() };
+    Ok(Plan { designs, mode, mutation, repro, jobs })
 }
 
 pub fn run(args: SimArgs) -> ExitCode {
@@ -160,224 +197,58 @@ fn run_single(seed: u64, plan: &Plan, args: &SimArgs, summary: &mut Summary) {
     worker::install_cleanup(root.clone());
     for design in &plan.designs {
         let flags = Flags { mode: plan.mode, torn: args.torn };
-        let config = SeedConfig { seed, design: *design, flags, verbose: true };
-        let report = run_seed(&config, &root);
+        let case =
+            Case::from_seed(&SeedConfig { seed, design: *design, flags, verbose: true }).with_mutation(plan.mutation);
+        let report = run_case(&case, &root);
         for line in report.trace.lines() {
             println!("{line}");
         }
         let mut result = SeedResult::from_report(&report, &plan.repro);
         if args.check_determinism {
-            let again = worker::run_one(&SeedConfig { verbose: false, ..config }, &root, &plan.repro, false);
-            if again.trace_hash != result.trace_hash {
-                let message = format!("two runs differ: trace {} vs {}", result.trace_hash, again.trace_hash);
-                result = worker::panicked(
-                    &SeedConfig {
-                        verbose: false,
-                        ..SeedConfig {
-                            seed,
-                            design: *design,
-                            flags: Flags { mode: plan.mode, torn: args.torn },
-                            verbose: false,
-                        }
-                    },
-                    &message,
-                    &plan.repro,
-                );
+            let again = run_case(&Case { verbose: false, ..case }, &root);
+            if again.trace.hash() != report.trace.hash() {
+                let message = format!("two runs differ: trace {} vs {}", report.trace.hash(), again.trace.hash());
+                result = worker::with_failure(result, FailureKind::Nondeterministic, &message, &plan.repro);
             }
         }
         println!("trace hash {}", result.trace_hash);
         summary.add(&result);
     }
-    let _ = std::fs::remove_dir_all(&root);
 }
 
-/// What a worker's reader thread tells the main loop.
-enum Event {
-    Started(usize, u32),
-    Line(usize, String),
-    Exited(usize, String),
-}
-
-/// One worker process and the unit it is on.
-struct Worker {
-    next_unit: u64,
-    current: Option<u64>,
-    pid: Option<u32>,
-    /// When the worker last reported anything.
-    heard_from: Instant,
-    /// Killed by the watchdog.
-    hung: bool,
-}
-
-impl Worker {
-    fn new(next_unit: u64) -> Worker {
-        Worker { next_unit, current: None, pid: None, heard_from: Instant::now(), hung: false }
-    }
-}
-
-/// Kill workers that are stuck on one unit for longer than the timeout.
-fn watchdog(workers: &mut [Worker], timeout: Duration) {
-    for worker in workers.iter_mut() {
-        if worker.current.is_none() || worker.hung || worker.heard_from.elapsed() < timeout {
-            continue;
-        }
-        if let Some(pid) = worker.pid {
-            // SAFETY: kill(2) on our own child's pid; the worst case is ESRCH.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-            worker.hung = true;
-        }
-    }
-}
-
+/// Many seeds through the worker pool.
 fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
-    let units = args.seeds * plan.designs.len() as u64;
-    let jobs = (plan.jobs as u64).min(units) as usize;
+    let seeds = Shard::seeds(args.shard, args.start, Some(args.seeds));
     let designs: Vec<&str> = plan.designs.iter().map(|d| d.name()).collect();
+    let shard = args.shard.map_or(String::new(), |s| format!(" shard {}/{}", s.index, s.count));
     println!(
-        "sim: seeds {}..{} designs {} mode {} torn {} jobs {jobs}",
+        "sim: seeds {}..{}{shard} designs {} mode {} torn {} jobs {}",
         args.start,
         args.start + args.seeds,
         designs.join(","),
         args.mode.as_deref().unwrap_or("per-seed"),
-        args.torn
+        args.torn,
+        plan.jobs,
     );
-    if let (_, Some(warning)) = scratch_root() {
-        eprintln!("{warning}");
-    }
-    let progress = ProgressBar::new(units);
-    progress.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds, {msg} [{elapsed}<{eta}]").expect("template"),
-    );
-    let (events, inbox) = mpsc::channel();
-    let mut workers: Vec<Worker> = (0..jobs).map(|k| Worker::new(k as u64)).collect();
-    let timeout = Duration::from_secs(args.seed_timeout_secs.max(1));
-    for (index, worker) in workers.iter().enumerate() {
-        spawn_worker(index, worker.next_unit, units, plan, args, &events);
-    }
-    let mut alive = jobs;
-    while alive > 0 {
-        let event = match inbox.recv_timeout(Duration::from_secs(1)) {
-            Ok(event) => event,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                watchdog(&mut workers, timeout);
-                continue;
-            }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        };
-        match event {
-            Event::Started(index, pid) => workers[index].pid = Some(pid),
-            Event::Line(index, line) => {
-                workers[index].heard_from = Instant::now();
-                on_line(&mut workers[index], &line, summary, &progress, jobs);
-            }
-            Event::Exited(index, status) => {
-                let worker = &mut workers[index];
-                let Some(unit) = worker.current.take() else {
-                    alive -= 1;
-                    continue;
-                };
-                // The worker died in the middle of a seed: that seed failed; go on after it.
-                let (seed, design) = unit_of(args.start, &plan.designs, unit);
-                let flags = Flags { mode: plan.mode, torn: args.torn };
-                let config = SeedConfig { seed, design, flags, verbose: false };
-                let why = match std::mem::take(&mut worker.hung) {
-                    true => format!("hang: no result after {} s; worker killed", timeout.as_secs()),
-                    false => format!("worker process died: {status}"),
-                };
-                let result = worker::panicked(&config, &why, &plan.repro);
-                record(summary, &result, &progress);
-                worker.next_unit = unit + jobs as u64;
-                worker.heard_from = Instant::now();
-                if worker.next_unit < units {
-                    spawn_worker(index, worker.next_unit, units, plan, args, &events);
-                } else {
-                    alive -= 1;
-                }
-            }
-        }
-    }
-    progress.finish_and_clear();
-}
-
-fn on_line(worker: &mut Worker, line: &str, summary: &mut Summary, progress: &ProgressBar, jobs: usize) {
-    if let Some(unit) = line.strip_prefix("begin ") {
-        worker.current = unit.trim().parse().ok();
-        return;
-    }
-    match serde_json::from_str::<SeedResult>(line) {
-        Ok(result) => {
-            record(summary, &result, progress);
-            if let Some(unit) = worker.current.take() {
-                worker.next_unit = unit + jobs as u64;
-            }
-        }
-        Err(_) => progress.suspend(|| eprintln!("worker: {line}")),
-    }
-}
-
-fn record(summary: &mut Summary, result: &SeedResult, progress: &ProgressBar) {
-    if let Some(failure) = &result.failure {
-        progress.suspend(|| {
+    let config = PoolConfig {
+        seeds,
+        designs: plan.designs.clone(),
+        mode: args.mode.clone(),
+        torn: args.torn,
+        check_determinism: args.check_determinism,
+        mutant: args.mutant.clone(),
+        misbehave: args.misbehave.clone(),
+        jobs: plan.jobs,
+        seed_timeout: Duration::from_secs(args.seed_timeout_secs.max(1)),
+        deadline: None,
+    };
+    run_pool(&config, |result| {
+        if let Some(failure) = &result.failure {
             println!(
                 "FAILED seed {} design {}: {}; repro: {}",
                 failure.seed, failure.design, failure.kind, failure.repro
-            )
-        });
-    }
-    summary.add(result);
-    progress.inc(1);
-    progress.set_message(format!("{} failed, {} crashes", summary.failed, summary.crashes));
-}
-
-fn spawn_worker(
-    index: usize,
-    first_unit: u64,
-    end_unit: u64,
-    plan: &Plan,
-    args: &SimArgs,
-    events: &mpsc::Sender<Event>,
-) {
-    let exe = std::env::current_exe().expect("own executable");
-    let designs: Vec<&str> = plan.designs.iter().map(|d| d.name()).collect();
-    let mut command = Command::new(exe);
-    command.arg("sim-worker").args(["--start", &args.start.to_string()]);
-    command.args(["--first-unit", &first_unit.to_string(), "--end-unit", &end_unit.to_string()]);
-    command.args(["--step", &plan.jobs.to_string(), "--designs", &designs.join(",")]);
-    if let Some(mode) = &args.mode {
-        command.args(["--mode", mode]);
-    }
-    if args.torn {
-        command.arg("--torn");
-    }
-    if args.check_determinism {
-        command.arg("--check-determinism");
-    }
-    for plan in &args.misbehave {
-        command.args(["--misbehave", plan]);
-    }
-    let child = command.stdout(Stdio::piped()).stdin(Stdio::null()).spawn();
-    let events = events.clone();
-    match child {
-        Ok(child) => {
-            std::thread::spawn(move || read_worker(index, child, events));
+            );
         }
-        Err(error) => {
-            let _ = events.send(Event::Exited(index, format!("could not start: {error}")));
-        }
-    }
-}
-
-fn read_worker(index: usize, mut child: Child, events: mpsc::Sender<Event>) {
-    let _ = events.send(Event::Started(index, child.id()));
-    let stdout = child.stdout.take().expect("piped stdout");
-    for line in BufReader::new(stdout).lines() {
-        let Ok(line) = line else { break };
-        if events.send(Event::Line(index, line)).is_err() {
-            break;
-        }
-    }
-    let status = child.wait().map_or_else(|e| e.to_string(), |s| s.to_string());
-    // A worker that died leaves its scratch directory behind: remove it.
-    let _ = std::fs::remove_dir_all(scratch_root().0.with_file_name(format!("swingsim-{}", child.id())));
-    let _ = events.send(Event::Exited(index, status));
+        summary.add(result);
+    });
 }

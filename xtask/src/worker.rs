@@ -1,25 +1,29 @@
-//! The worker process: runs a stripe of seeds one after the other (SQLite's
+//! The worker process: runs a stripe of units one after the other (SQLite's
 //! PRNG is process-global, so parallelism is one process per job) and prints
 //! `begin <unit>` before each and one JSON [`SeedResult`] line after.
-//! A panic is that seed's failure; the worker goes on with the next seed.
+//! A panic is that seed's failure; the worker goes on with the next unit.
 
+use crate::pool::SeedSet;
+use crate::sim::{parse_designs, parse_mode};
 use clap::Args;
 use sim::check::{Failure, FailureKind};
-use sim::fault::FaultMode;
-use sim::options::Flags;
-use sim::run::{run_seed, scratch_root, SeedConfig};
-use sim::summary::{ReproFlags, SeedResult};
+use sim::options::{Flags, Mutation};
+use sim::run::{run_case, scratch_root, Case, SeedConfig};
+use sim::summary::{FailureRecord, ReproFlags, SeedResult};
 use std::io::Write;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 use std::process::ExitCode;
-use store::Design;
 
 #[derive(Args, Clone, Debug)]
 pub struct WorkerArgs {
-    /// The run's first seed. Unit `u` is seed `start + u / designs`, design `u % designs`.
     #[arg(long)]
     pub start: u64,
-    /// First unit of the stripe.
+    #[arg(long, default_value = "1")]
+    pub stride: u64,
+    #[arg(long, default_value = "0")]
+    pub offset: u64,
+    /// First unit of this worker's stripe.
     #[arg(long)]
     pub first_unit: u64,
     /// One past the last unit of the whole run.
@@ -28,12 +32,14 @@ pub struct WorkerArgs {
     /// Distance between the stripe's units (the number of jobs).
     #[arg(long)]
     pub step: u64,
-    #[arg(long, value_delimiter = ',', required = true)]
-    pub designs: Vec<String>,
+    #[arg(long)]
+    pub designs: String,
     #[arg(long)]
     pub mode: Option<String>,
     #[arg(long)]
     pub torn: bool,
+    #[arg(long)]
+    pub mutant: Option<String>,
     #[arg(long)]
     pub check_determinism: bool,
     /// Test hook: `SEED:panic|abort|hang` makes that seed misbehave.
@@ -42,38 +48,38 @@ pub struct WorkerArgs {
 }
 
 pub fn run(args: WorkerArgs) -> ExitCode {
-    let designs: Vec<Design> = match args.designs.iter().map(|d| d.parse()).collect() {
-        Ok(designs) => designs,
+    let parsed = (|| {
+        let designs = parse_designs(&args.designs)?;
+        let mode = parse_mode(args.mode.as_deref())?;
+        let mutation = args.mutant.as_deref().map(Mutation::parse).transpose()?;
+        Ok::<_, String>((designs, mode, mutation))
+    })();
+    let (designs, mode, mutation) = match parsed {
+        Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
-    };
-    let mode = args.mode.as_deref().map(|m| FaultMode::parse(m).ok_or(m));
-    let mode = match mode.transpose() {
-        Ok(mode) => mode,
-        Err(m) => {
-            eprintln!("error: unknown mode {m}");
             return ExitCode::from(2);
         }
     };
     let (root, _) = scratch_root();
     install_cleanup(root.clone());
     quiet_panics();
-    let flags = Flags { mode, torn: args.torn };
-    let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn };
+    let seeds = SeedSet { start: args.start, count: None, stride: args.stride, offset: args.offset };
+    let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn, mutant: args.mutant.clone() };
     let mut out = std::io::stdout().lock();
     let mut unit = args.first_unit;
     while unit < args.end_unit {
-        let (seed, design) = unit_of(args.start, &designs, unit);
+        let count = designs.len() as u64;
+        let (seed, design) = (seeds.seed(unit / count), designs[(unit % count) as usize]);
         let _ = writeln!(out, "begin {unit}");
         let _ = out.flush();
         misbehave(&args.misbehave, seed);
-        let config = SeedConfig { seed, design, flags: flags.clone(), verbose: false };
-        let result = run_one(&config, &root, &repro, args.check_determinism);
+        let config = SeedConfig { seed, design, flags: Flags { mode, torn: args.torn }, verbose: false };
+        let case = Case::from_seed(&config).with_mutation(mutation);
+        let result = run_one(&case, &root, &repro, args.check_determinism);
         let _ = writeln!(out, "{}", serde_json::to_string(&result).expect("results encode"));
         let _ = out.flush();
-        unit += args.step.max(1);
+        unit = unit.saturating_add(args.step.max(1));
     }
     let _ = std::fs::remove_dir_all(&root);
     ExitCode::SUCCESS
@@ -97,34 +103,29 @@ fn misbehave(plans: &[String], seed: u64) {
     }
 }
 
-/// The seed and design of a unit of work.
-pub fn unit_of(start: u64, designs: &[Design], unit: u64) -> (u64, Design) {
-    let count = designs.len() as u64;
-    (start + unit / count, designs[(unit % count) as usize])
-}
-
-/// Run a seed (twice with `check_determinism`), turning a panic into a failure.
-pub fn run_one(config: &SeedConfig, root: &std::path::Path, repro: &ReproFlags, check_determinism: bool) -> SeedResult {
-    let first = run_caught(config, root, repro);
+/// Run a case (twice with `check_determinism`), turning a panic into a failure.
+pub fn run_one(case: &Case, root: &Path, repro: &ReproFlags, check_determinism: bool) -> SeedResult {
+    let first = run_caught(case, root, repro);
     if !check_determinism {
         return first;
     }
-    let second = run_caught(config, root, repro);
+    let second = run_caught(case, root, repro);
     if first == second {
         return first;
     }
     let message = format!("two runs differ: trace {} vs {}", first.trace_hash, second.trace_hash);
-    nondeterministic(first, message, repro)
+    with_failure(first, FailureKind::Nondeterministic, &message, repro)
 }
 
-fn nondeterministic(mut result: SeedResult, message: String, repro: &ReproFlags) -> SeedResult {
-    let failure = Failure { kind: FailureKind::Nondeterministic, message, point: None, height: 0 };
+/// `result` with `kind` as its failure (replacing any other).
+pub fn with_failure(mut result: SeedResult, kind: FailureKind, message: &str, repro: &ReproFlags) -> SeedResult {
+    let failure = Failure { kind, message: message.to_string(), point: None, height: 0 };
     result.failure = Some(failure_record(&result, &failure, repro));
     result
 }
 
-fn failure_record(result: &SeedResult, failure: &Failure, repro: &ReproFlags) -> sim::summary::FailureRecord {
-    sim::summary::FailureRecord {
+fn failure_record(result: &SeedResult, failure: &Failure, repro: &ReproFlags) -> FailureRecord {
+    FailureRecord {
         seed: result.seed,
         design: result.design.clone(),
         kind: failure.kind.name(),
@@ -135,18 +136,18 @@ fn failure_record(result: &SeedResult, failure: &Failure, repro: &ReproFlags) ->
     }
 }
 
-fn run_caught(config: &SeedConfig, root: &std::path::Path, repro: &ReproFlags) -> SeedResult {
-    let panic_here = PANIC_SEED.with(|p| p.get()) == Some(config.seed);
+fn run_caught(case: &Case, root: &Path, repro: &ReproFlags) -> SeedResult {
+    let panic_here = PANIC_SEED.with(|p| p.get()) == Some(case.seed);
     let run = || {
         assert!(!panic_here, "injected panic (--misbehave)");
-        run_seed(config, root)
+        run_case(case, root)
     };
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(report) => SeedResult::from_report(&report, repro),
         Err(panic) => {
             let _ = sim::world::uninstall();
-            let _ = std::fs::remove_dir_all(root.join(format!("{}-{}", config.seed, config.design)));
-            panicked(config, &panic_message(panic.as_ref()), repro)
+            let config = SeedConfig { seed: case.seed, design: case.design, flags: Flags::default(), verbose: false };
+            panicked(&config, &panic_message(panic.as_ref()), repro)
         }
     }
 }
@@ -164,9 +165,7 @@ pub fn panicked(config: &SeedConfig, message: &str, repro: &ReproFlags) -> SeedR
         trace_hash: String::new(),
         failure: None,
     };
-    let failure = Failure { kind: FailureKind::Panic, message: message.to_string(), point: None, height: 0 };
-    let record = failure_record(&result, &failure, repro);
-    SeedResult { failure: Some(record), ..result }
+    with_failure(result, FailureKind::Panic, message, repro)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

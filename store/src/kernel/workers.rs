@@ -3,6 +3,7 @@
 
 use super::keys;
 use super::transcript;
+use crate::config::Mutant;
 use crate::error::{Error, Result};
 use crate::swing_store::SwingStore;
 use crate::vat::{describe, DeliverError, Syscall, SyscallHandler, SyscallRecord, SyscallResult, VatWorker};
@@ -62,7 +63,10 @@ pub(crate) fn rebuild(store: &SwingStore, vat: &str, stats: &mut WorkerStats) ->
         store.kv_get(&keys::source(vat))?.ok_or_else(|| Error::Invariant(format!("vat {vat} has no source")))?;
     let mut worker = VatWorker::evaluate(&source)
         .map_err(|e| Error::Invariant(format!("vat {vat}: current bundle does not load: {e}")))?;
-    let span = transcript::span(store, vat)?;
+    let mut span = transcript::span(store, vat)?;
+    if store.mutant() == Some(Mutant::ReplayFromZero) {
+        span.start = 0;
+    }
     let entries = transcript::read(store, vat, &span)?;
     for (offset, entry) in entries.iter().enumerate() {
         let position = span.start + offset as u64;
