@@ -38,9 +38,33 @@ pub enum FailureKind {
     Nondeterministic,
     /// A crash plan names a point the run never reached (a stale scenario).
     InvalidPlan,
+    /// The host could not finish its blocks (no progress within the bound).
+    Stuck,
 }
 
 impl FailureKind {
+    pub const ALL: [FailureKind; 15] = [
+        FailureKind::ReferenceFailed,
+        FailureKind::ReplayDiverged,
+        FailureKind::TranscriptMissing,
+        FailureKind::KernelError,
+        FailureKind::LostCommit,
+        FailureKind::StateMismatch,
+        FailureKind::TranscriptMismatch,
+        FailureKind::HeapMismatch,
+        FailureKind::DivergentBlock,
+        FailureKind::OracleMismatch,
+        FailureKind::FinalMismatch,
+        FailureKind::Panic,
+        FailureKind::Nondeterministic,
+        FailureKind::InvalidPlan,
+        FailureKind::Stuck,
+    ];
+
+    pub fn parse(text: &str) -> Option<FailureKind> {
+        Self::ALL.into_iter().find(|k| k.name() == text)
+    }
+
     pub fn name(self) -> String {
         serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }

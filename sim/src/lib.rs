@@ -7,6 +7,8 @@ pub mod node;
 pub mod options;
 pub mod oracle;
 pub mod run;
+pub mod scenario;
+pub mod shrink;
 pub mod summary;
 pub mod trace;
 pub mod vfs;

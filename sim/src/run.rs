@@ -443,7 +443,7 @@ impl Host {
                 Err(error) => return Err(self.failure(FailureKind::of_error(&error), height, error.to_string())),
             }
         }
-        Err(self.failure(FailureKind::KernelError, height, format!("no progress after {max_attempts} block attempts")))
+        Err(self.failure(FailureKind::Stuck, height, format!("no progress after {max_attempts} block attempts")))
     }
 
     /// A block run again after a recovery must do exactly what it did in the reference.

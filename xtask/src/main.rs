@@ -1,7 +1,11 @@
 //! `cargo xtask <command>`: the project's commands, one module each.
 
+mod mutants;
 mod pool;
+mod scenario;
+mod shrink;
 mod sim;
+mod truth_table;
 mod worker;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +22,14 @@ struct Cli {
 enum Command {
     /// Run seeds through the simulator: crash, restart, recover, check.
     Sim(sim::SimArgs),
+    /// Shrink a failing seed to a small scenario under scenarios/regressions/.
+    Shrink(shrink::ShrinkArgs),
+    /// Run named scenarios (files under scenarios/) with their story.
+    Scenario(scenario::ScenarioArgs),
+    /// Every design in every fault mode, measured against the seed issue's predictions.
+    TruthTable(truth_table::TruthTableArgs),
+    /// Run the simulator against each deliberate defect; each must be caught.
+    Mutants(mutants::MutantsArgs),
     /// Internal: run a stripe of seeds and print one JSON line each.
     #[command(hide = true)]
     SimWorker(worker::WorkerArgs),
@@ -32,5 +44,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::SimWorker(args) => worker::run(args),
+        Command::Shrink(args) => shrink::run(args),
+        Command::Scenario(args) => scenario::run(args),
+        Command::TruthTable(args) => truth_table::run(args),
+        Command::Mutants(args) => mutants::run(args),
     }
 }

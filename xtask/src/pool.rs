@@ -98,8 +98,9 @@ impl Worker {
     }
 }
 
-/// Run every unit; `on_result` sees each result as it arrives.
-pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult)) {
+/// Run every unit; `on_result` sees each result as it arrives and returns
+/// whether to go on (`false` stops the pool, dropping the units in flight).
+pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> bool) {
     let units = config.units().unwrap_or(u64::MAX);
     let jobs = (config.jobs as u64).min(units).max(1) as usize;
     if let (_, Some(warning)) = scratch_root() {
@@ -113,12 +114,15 @@ pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult)) {
     }
     let mut alive = jobs;
     let mut stopping = false;
+    let go_on = std::cell::Cell::new(true);
     let mut report = |result: &SeedResult, progress: &ProgressBar| {
-        progress.suspend(|| on_result(result));
+        if !progress.suspend(|| on_result(result)) {
+            go_on.set(false);
+        }
         progress.inc(1);
     };
     while alive > 0 {
-        if !stopping && config.deadline.is_some_and(|d| Instant::now() >= d) {
+        if !stopping && (!go_on.get() || config.deadline.is_some_and(|d| Instant::now() >= d)) {
             stopping = true;
             workers.iter_mut().for_each(Worker::kill);
         }

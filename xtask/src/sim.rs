@@ -250,5 +250,6 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
             );
         }
         summary.add(result);
+        true
     });
 }

@@ -1,0 +1,25 @@
+//! Every scenario under `scenarios/regressions/` (written by `cargo xtask shrink`)
+//! must still fail against its own design, with its failure kind (the harness
+//! keeps catching it), and must pass against `start-position` (the fix).
+
+use sim::run::{run_case, scratch_root};
+use sim::scenario::{files_under, load};
+use std::path::Path;
+use store::Design;
+
+#[test]
+fn regressions_still_fail_and_pass_with_the_fix() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/regressions");
+    let files = files_under(&dir);
+    assert!(files.len() >= 3, "expected a regression per unsafe design in {}", dir.display());
+    let root = scratch_root().0;
+    for path in files {
+        let scenario = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        let report = run_case(&scenario.case(None, false), &root);
+        scenario.verdict(&report).unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
+        assert!(report.failure.is_some(), "{}: a regression must fail", scenario.name);
+        let fixed = run_case(&scenario.case(Some(Design::StartPosition), false), &root);
+        let failure = fixed.failure.map(|f| f.to_string());
+        assert_eq!(failure, None, "{} against start-position", scenario.name);
+    }
+}

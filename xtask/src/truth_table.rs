@@ -1,0 +1,140 @@
+//! `cargo xtask truth-table`: every design in every fault mode, measured, against
+//! the seed issue's predictions. Exit 0 only when every row matches.
+
+use crate::pool::{run_pool, PoolConfig, SeedSet};
+use crate::sim::parse_number;
+use clap::Args;
+use sim::fault::FaultMode;
+use sim::options::Flags;
+use sim::run::{scratch_root, Case, SeedConfig};
+use sim::shrink::shrink;
+use std::process::ExitCode;
+use std::time::Duration;
+use store::Design;
+
+#[derive(Args, Debug)]
+pub struct TruthTableArgs {
+    /// Seeds per design and mode.
+    #[arg(long, value_parser = parse_number, default_value = "1000")]
+    pub seeds: u64,
+    #[arg(long, value_parser = parse_number, default_value = "0")]
+    pub start: u64,
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Also write the table as JSON.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
+}
+
+/// The seed issue's prediction for a design.
+pub fn expected_to_fail(design: Design) -> bool {
+    matches!(design, Design::Erase | Design::LengthZero | Design::RamBuffer)
+}
+
+/// One measured row.
+#[derive(Debug, serde::Serialize)]
+pub struct Row {
+    pub design: String,
+    pub mode: String,
+    pub seeds: u64,
+    pub failures: u64,
+    /// Seeds run up to and including the first failure.
+    pub seeds_to_first_failure: Option<u64>,
+    pub first_failure_kind: Option<String>,
+    pub first_failure_seed: Option<u64>,
+    /// Events in the shrunk reproduction of the first failure.
+    pub shrunk_events: Option<usize>,
+    pub expected: &'static str,
+    pub matches: bool,
+}
+
+fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
+    let config = PoolConfig {
+        seeds: SeedSet { start: args.start, count: Some(args.seeds), stride: 1, offset: 0 },
+        designs: vec![design],
+        mode: Some(mode.name().to_string()),
+        torn: false,
+        check_determinism: false,
+        mutant: None,
+        misbehave: Vec::new(),
+        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        seed_timeout: Duration::from_secs(300),
+        deadline: None,
+    };
+    let (mut seeds, mut failures, mut first) = (0, 0, None::<(u64, String)>);
+    run_pool(&config, |result| {
+        seeds += 1;
+        if let Some(failure) = &result.failure {
+            failures += 1;
+            if first.as_ref().is_none_or(|(seed, _)| result.seed < *seed) {
+                first = Some((result.seed, failure.kind.clone()));
+            }
+        }
+        true
+    });
+    let shrunk_events = first.as_ref().and_then(|(seed, _)| {
+        let flags = Flags { mode: Some(mode), torn: false };
+        let case = Case::from_seed(&SeedConfig { seed: *seed, design, flags, verbose: false });
+        shrink(&case, &scratch_root().0, 2000).ok().map(|s| s.events_after)
+    });
+    let fails = expected_to_fail(design);
+    Row {
+        design: design.name().into(),
+        mode: mode.name().into(),
+        seeds,
+        failures,
+        seeds_to_first_failure: first.as_ref().map(|(seed, _)| seed - args.start + 1),
+        first_failure_kind: first.as_ref().map(|(_, kind)| kind.clone()),
+        first_failure_seed: first.as_ref().map(|(seed, _)| *seed),
+        shrunk_events,
+        expected: if fails { "fails" } else { "passes" },
+        matches: (failures > 0) == fails && seeds == args.seeds,
+    }
+}
+
+pub fn run(args: TruthTableArgs) -> ExitCode {
+    if args.seeds == 0 || args.jobs == Some(0) {
+        eprintln!("error: --seeds and --jobs must be at least 1");
+        return ExitCode::from(2);
+    }
+    println!("| design | mode | seeds | failures | seeds to first failure | first failure | shrunk events | expected | verdict |");
+    println!("|---|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
+    for design in Design::ALL {
+        for mode in FaultMode::ALL {
+            let row = measure(design, mode, &args);
+            let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.design,
+                row.mode,
+                row.seeds,
+                row.failures,
+                show(row.seeds_to_first_failure.map(|n| n.to_string())),
+                show(
+                    row.first_failure_kind
+                        .clone()
+                        .map(|k| format!("{k} (seed {})", row.first_failure_seed.unwrap_or(0)))
+                ),
+                show(row.shrunk_events.map(|n| n.to_string())),
+                row.expected,
+                if row.matches { "as expected" } else { "MISMATCH" },
+            );
+            rows.push(row);
+        }
+    }
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&rows).expect("rows encode");
+        if let Err(error) = std::fs::write(path, text) {
+            eprintln!("error: cannot write {}: {error}", path.display());
+            return ExitCode::from(2);
+        }
+    }
+    let mismatches = rows.iter().filter(|r| !r.matches).count();
+    println!("truth-table: {} rows, {mismatches} mismatches", rows.len());
+    if mismatches == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
