@@ -84,6 +84,8 @@ pub struct SeedReport {
     pub recoveries_checked: u64,
     pub cranks: u64,
     pub evictions: u64,
+    /// The faulty run's final state (every vat rebuilt by replay), when it got there.
+    pub final_state: Option<Snapshot>,
     pub trace: Trace,
 }
 
@@ -147,6 +149,7 @@ fn run_case_in(case: &Case, base: &Path) -> SeedReport {
         recoveries_checked: 0,
         cranks: 0,
         evictions: 0,
+        final_state: None,
         trace: Trace::new(false),
     };
     let reference = match reference_run(case, &base.join("reference"), &mut trace) {
@@ -165,6 +168,7 @@ fn run_case_in(case: &Case, base: &Path) -> SeedReport {
     let faulty = faulty_run(case, &base.join("faulty"), report.plan.clone(), reference, trace);
     report.crashes = faulty.crashes;
     report.recoveries_checked = faulty.recoveries;
+    report.final_state = faulty.final_state;
     let failure = faulty.failure.or_else(|| unreached(&faulty.unreached));
     finish(report, faulty.trace, failure)
 }
@@ -374,6 +378,7 @@ struct FaultyOutcome {
     recoveries: u64,
     /// Planned crashes the run never reached.
     unreached: Vec<CrashAt>,
+    final_state: Option<Snapshot>,
     trace: Trace,
 }
 
@@ -387,6 +392,8 @@ struct Host {
     recoveries: u64,
     /// The last block whose commit the host saw acknowledged.
     acked: u64,
+    /// The kernel's state at the end, when the run got there.
+    final_state: Option<Snapshot>,
     trace: Trace,
 }
 
@@ -396,14 +403,29 @@ fn faulty_run(case: &Case, dir: &Path, plan: Vec<CrashAt>, reference: Arc<Refere
     let crashes_planned = plan.len();
     let repeats_committed_block = case.mutation == Some(Mutation::HostRepeatsCommittedBlock);
     let body = async move {
-        let mut host = Host { reference, repeats_committed_block, crashes: Vec::new(), recoveries: 0, acked: 0, trace };
+        let mut host = Host {
+            reference,
+            repeats_committed_block,
+            crashes: Vec::new(),
+            recoveries: 0,
+            acked: 0,
+            final_state: None,
+            trace,
+        };
         let mut kernel = KernelHandle::start(kernel_setup);
         let failure = host.drive(&mut kernel, &workload, crashes_planned).await.err();
         let unreached = world::crashes_left();
         (host, failure, unreached)
     };
     let ((host, failure, unreached), _world) = in_world(case, dir, plan, body);
-    FaultyOutcome { failure, crashes: host.crashes, recoveries: host.recoveries, unreached, trace: host.trace }
+    FaultyOutcome {
+        failure,
+        crashes: host.crashes,
+        recoveries: host.recoveries,
+        unreached,
+        final_state: host.final_state,
+        trace: host.trace,
+    }
 }
 
 impl Host {
@@ -534,6 +556,7 @@ impl Host {
             "final state at height {height} equals the reference (activity hash {})",
             found.activity_hash
         ));
+        self.final_state = Some(found);
         Ok(())
     }
 }
