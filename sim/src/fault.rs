@@ -110,6 +110,7 @@ impl PointKind {
 /// while the host runs block `block`, counted from the start of the run for the
 /// first crash of a plan and from the previous crash for each later one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct CrashAt {
     pub at: PointKind,
     pub block: u64,

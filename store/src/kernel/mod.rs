@@ -43,7 +43,7 @@ impl Default for KernelConfig {
 
 /// What the host feeds into a block.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case")]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum HostInput {
     CreateVat { vat: String, bundle: String, params: VatParams },
     Send { target: String, method: String, args: Vec<String> },

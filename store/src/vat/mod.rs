@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 /// Per-version parameters of a vat (its `vatParameters`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct VatParams {
     pub multiplier: i64,
 }
