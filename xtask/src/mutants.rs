@@ -42,7 +42,7 @@ pub fn run(args: MutantsArgs) -> ExitCode {
         };
         let mut first: Option<sim::summary::FailureRecord> = None;
         let mut finished = std::collections::BTreeSet::new();
-        run_pool(&config, |result| {
+        let ran = run_pool(&config, |result| {
             finished.insert(result.seed);
             if let Some(failure) = &result.failure {
                 if first.as_ref().is_none_or(|f| failure.seed < f.seed) {
@@ -52,6 +52,10 @@ pub fn run(args: MutantsArgs) -> ExitCode {
             // Stop once the earliest failing seed is known: every seed below it has reported.
             first.as_ref().is_none_or(|f| (0..f.seed).any(|seed| !finished.contains(&seed)))
         });
+        if let Err(message) = ran {
+            eprintln!("error: mutant {} run is incomplete: {message}", mutation.name());
+            return ExitCode::from(2);
+        }
         match &first {
             Some(f) => {
                 println!("| {} | yes | {} | {}: {} | `{}` |", mutation.name(), f.seed + 1, f.kind, f.message, f.repro)

@@ -100,7 +100,9 @@ impl Worker {
 
 /// Run every unit; `on_result` sees each result as it arrives and returns
 /// whether to go on (`false` stops the pool, dropping the units in flight).
-pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> bool) {
+/// `Err` when a worker ended in error outside any unit (e.g. it could not start
+/// or rejected its arguments): the run is incomplete and must not pass.
+pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> bool) -> Result<(), String> {
     let units = config.units().unwrap_or(u64::MAX);
     let jobs = (config.jobs as u64).min(units).max(1) as usize;
     if let (_, Some(warning)) = scratch_root() {
@@ -114,6 +116,7 @@ pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> b
     }
     let mut alive = jobs;
     let mut stopping = false;
+    let mut broken: Option<String> = None;
     let go_on = std::cell::Cell::new(true);
     let mut report = |result: &SeedResult, progress: &ProgressBar| {
         if !progress.suspend(|| on_result(result)) {
@@ -153,6 +156,9 @@ pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> b
                 let killed = std::mem::take(&mut worker.killed);
                 let Some(unit) = worker.current.take() else {
                     alive -= 1;
+                    if !stopping && status != "exit status: 0" {
+                        broken.get_or_insert(format!("worker {index} ended: {status}"));
+                    }
                     continue;
                 };
                 if stopping {
@@ -176,6 +182,10 @@ pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> b
         }
     }
     progress.finish_and_clear();
+    match broken {
+        Some(message) => Err(message),
+        None => Ok(()),
+    }
 }
 
 fn progress_bar(units: Option<u64>) -> ProgressBar {

@@ -3,6 +3,7 @@
 //! with its readable trace.
 
 use crate::pool::{run_pool, PoolConfig, SeedSet};
+use crate::report;
 use crate::worker;
 use clap::Args;
 use sim::check::FailureKind;
@@ -10,7 +11,7 @@ use sim::fault::FaultMode;
 use sim::options::{Flags, Mutation};
 use sim::run::{run_case, scratch_root, Case, SeedConfig};
 use sim::summary::{ReproFlags, SeedResult, Summary};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use store::Design;
@@ -41,6 +42,9 @@ pub struct SimArgs {
     /// Write the summary as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Write JUnit XML (one test case per failing seed) to this file.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
     /// Run every seed twice and compare the two runs.
     #[arg(long)]
     pub check_determinism: bool,
@@ -150,15 +154,37 @@ pub fn run(args: SimArgs) -> ExitCode {
     };
     let started = Instant::now();
     let mut summary = Summary::new(plan.designs.iter().map(|d| d.name().to_string()).collect());
-    match args.seed {
-        Some(seed) => run_single(seed, &plan, &args, &mut summary),
+    let ran = match args.seed {
+        Some(seed) => {
+            run_single(seed, &plan, &args, &mut summary);
+            Ok(())
+        }
         None => run_many(&plan, &args, &mut summary),
+    };
+    if let Err(message) = ran {
+        eprintln!("error: the run is incomplete: {message}");
+        return ExitCode::from(2);
     }
     summary.finish(started.elapsed().as_secs_f64());
     report(&summary, &args)
 }
 
 fn report(summary: &Summary, args: &SimArgs) -> ExitCode {
+    print_summary(summary);
+    if let Err(message) = write_reports(summary, args.json.as_deref(), args.junit.as_deref()) {
+        eprintln!("error: {message}");
+        return ExitCode::from(2);
+    }
+    if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// The closing lines of a run: crashes by point, each failure with its repro line,
+/// the trace digest, and last the one-line summary.
+pub fn print_summary(summary: &Summary) {
     for (kind, count) in &summary.crashes_by_point {
         println!("  crashes at {kind}: {count}");
     }
@@ -174,18 +200,17 @@ fn report(summary: &Summary, args: &SimArgs) -> ExitCode {
     }
     println!("trace digest {}", summary.trace_digest);
     println!("{}", summary.line());
-    if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(summary).expect("summary encodes");
-        if let Err(error) = std::fs::write(path, text) {
-            eprintln!("error: cannot write {}: {error}", path.display());
-            return ExitCode::from(2);
-        }
+}
+
+/// `--json` and `--junit`.
+pub fn write_reports(summary: &Summary, json: Option<&Path>, junit: Option<&Path>) -> Result<(), String> {
+    if let Some(path) = json {
+        report::write_json(path, summary)?;
     }
-    if summary.failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    if let Some(path) = junit {
+        report::write_junit(path, "sim", report::seed_cases(summary))?;
     }
+    Ok(())
 }
 
 /// One seed in this process, its trace printed.
@@ -217,7 +242,7 @@ fn run_single(seed: u64, plan: &Plan, args: &SimArgs, summary: &mut Summary) {
 }
 
 /// Many seeds through the worker pool.
-fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
+fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) -> Result<(), String> {
     let seeds = Shard::seeds(args.shard, args.start, Some(args.seeds));
     let designs: Vec<&str> = plan.designs.iter().map(|d| d.name()).collect();
     let shard = args.shard.map_or(String::new(), |s| format!(" shard {}/{}", s.index, s.count));
@@ -251,5 +276,5 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) {
         }
         summary.add(result);
         true
-    });
+    })
 }

@@ -62,7 +62,7 @@ fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
         deadline: None,
     };
     let (mut seeds, mut failures, mut first) = (0, 0, None::<(u64, String)>);
-    run_pool(&config, |result| {
+    let ran = run_pool(&config, |result| {
         seeds += 1;
         if let Some(failure) = &result.failure {
             failures += 1;
@@ -72,6 +72,9 @@ fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
         }
         true
     });
+    if let Err(message) = &ran {
+        eprintln!("error: {} {} is incomplete: {message}", design, mode);
+    }
     let shrunk_events = first.as_ref().and_then(|(seed, _)| {
         let flags = Flags { mode: Some(mode), torn: false };
         let case = Case::from_seed(&SeedConfig { seed: *seed, design, flags, verbose: false });
@@ -88,7 +91,7 @@ fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
         first_failure_seed: first.as_ref().map(|(seed, _)| *seed),
         shrunk_events,
         expected: if fails { "fails" } else { "passes" },
-        matches: (failures > 0) == fails && seeds == args.seeds,
+        matches: (failures > 0) == fails && seeds == args.seeds && ran.is_ok(),
     }
 }
 

@@ -49,7 +49,8 @@ pub struct WorkerArgs {
 
 pub fn run(args: WorkerArgs) -> ExitCode {
     let parsed = (|| {
-        let designs = parse_designs(&args.designs)?;
+        let designs: Vec<_> = args.designs.split(',').map(parse_designs).collect::<Result<Vec<_>, _>>()?;
+        let designs: Vec<_> = designs.into_iter().flatten().collect();
         let mode = parse_mode(args.mode.as_deref())?;
         let mutation = args.mutant.as_deref().map(Mutation::parse).transpose()?;
         Ok::<_, String>((designs, mode, mutation))

@@ -89,3 +89,78 @@ fn the_trace_digest_does_not_depend_on_jobs() {
     assert_eq!(line_starting(&one, "trace digest"), line_starting(&three, "trace digest"));
     assert!(line_starting(&one, "sim: 12 seeds, 0 failed").contains("recoveries"));
 }
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn soak_seeds(summary: &serde_json::Value) -> Vec<u64> {
+    let stride = summary["stride"].as_u64().unwrap();
+    let runs = summary["seed_runs"].as_array().unwrap();
+    runs.iter().flat_map(|run| (run[0].as_u64().unwrap()..=run[1].as_u64().unwrap()).step_by(stride as usize)).collect()
+}
+
+#[test]
+fn soak_shards_cover_disjoint_seeds() {
+    let mut covered = Vec::new();
+    for shard in ["1/2", "2/2"] {
+        let out = scratch(&format!("soak-{}", &shard[..1]));
+        let args = ["soak", "--minutes", "0.03", "--seed-base", "500", "--jobs", "1", "--shard", shard];
+        let output = xtask(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+        assert_eq!(output.status.code(), Some(0), "{output:?}");
+        assert!(stdout(&output).trim_end().ends_with("seeds/s"));
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+        let seeds = soak_seeds(&summary);
+        assert!(!seeds.is_empty(), "shard {shard} ran no seed");
+        let index: u64 = shard[..1].parse().unwrap();
+        assert!(seeds.iter().all(|s| (s - 500) % 2 == index - 1), "shard {shard}: {seeds:?}");
+        assert!(out.join("summary.md").is_file());
+        covered.push(seeds);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    assert!(covered[0].iter().all(|s| !covered[1].contains(s)), "shards overlap");
+}
+
+#[test]
+fn a_failing_design_in_a_soak_leaves_a_shrunk_scenario_and_a_repro() {
+    let out = scratch("soak-erase");
+    let junit = out.join("junit.xml");
+    let args = ["soak", "--minutes", "0.02", "--seed-base", "0", "--design", "erase", "--max-shrink", "1"];
+    let output = xtask(&[&args[..], &["--out", out.to_str().unwrap(), "--junit", junit.to_str().unwrap()]].concat());
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let text = stdout(&output);
+    assert!(text.contains("repro: cargo xtask sim --seed "), "{text}");
+    let scenarios: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "toml"))
+        .collect();
+    assert_eq!(scenarios.len(), 1, "one shrunk scenario: {text}");
+    let scenario = std::fs::read_to_string(scenarios[0].path()).unwrap();
+    assert!(scenario.contains("design = \"erase\"") && scenario.contains("expect = \"fails\""), "{scenario}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<failure") && xml.contains("repro: cargo xtask sim"), "{xml}");
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn scenarios_run_by_name_and_bad_ones_are_usage_errors() {
+    let output = xtask(&["scenario", "seed-issue-start-position"]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    let text = stdout(&output);
+    assert!(
+        text.contains("crash at point-a #1 of block 3") && text.contains("ok    seed-issue-start-position"),
+        "{text}"
+    );
+    assert_eq!(xtask(&["scenario", "no-such-scenario"]).status.code(), Some(2));
+    let broken = scratch("broken").with_extension("toml");
+    std::fs::write(&broken, "design = \"start-position\"\nexpect = \"sometimes\"\nvats = []\n").unwrap();
+    let output = xtask(&["scenario", broken.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(broken.to_str().unwrap()) && stderr.contains("line 2"), "{stderr}");
+    let _ = std::fs::remove_file(&broken);
+}

@@ -1,0 +1,66 @@
+//! Reports for people and dashboards: the JSON summary and JUnit XML (one test
+//! case per failing seed or scenario, plus one for the run as a whole).
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+use sim::summary::{FailureRecord, Summary};
+use std::path::Path;
+
+/// One JUnit test case: a failing seed, a scenario, or the run.
+pub struct JunitCase {
+    pub name: String,
+    /// `None`: passed.
+    pub failure: Option<(String, String)>,
+}
+
+impl JunitCase {
+    pub fn failing_seed(failure: &FailureRecord) -> JunitCase {
+        let name = format!("seed {} design {}", failure.seed, failure.design);
+        let mut text = failure.message.clone();
+        if let Some(point) = &failure.point {
+            text += &format!("\nafter crash at {point}");
+        }
+        text += &format!("\nrepro: {}", failure.repro);
+        JunitCase { name, failure: Some((failure.kind.clone(), text)) }
+    }
+
+    /// The run as a whole: fails when any seed did.
+    pub fn whole_run(summary: &Summary) -> JunitCase {
+        let failure = (summary.failed > 0).then(|| ("failed".to_string(), summary.line()));
+        JunitCase { name: summary.line(), failure }
+    }
+}
+
+/// Write a JUnit XML file with one suite named `suite`.
+pub fn write_junit(path: &Path, suite: &str, cases: Vec<JunitCase>) -> Result<(), String> {
+    let mut test_suite = TestSuite::new(suite);
+    for case in cases {
+        let status = match &case.failure {
+            None => TestCaseStatus::success(),
+            Some((kind, text)) => {
+                let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                status.set_message(kind.as_str()).set_description(text.as_str());
+                status
+            }
+        };
+        let mut test_case = TestCase::new(case.name, status);
+        test_case.set_classname(suite);
+        test_suite.add_test_case(test_case);
+    }
+    let mut report = Report::new("swingsim");
+    report.add_test_suite(test_suite);
+    let xml = report.to_string().map_err(|e| format!("JUnit: {e}"))?;
+    std::fs::write(path, xml).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Write the JSON summary.
+pub fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).expect("reports encode");
+    std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The JUnit cases of a seed run.
+pub fn seed_cases(summary: &Summary) -> Vec<JunitCase> {
+    let mut cases: Vec<JunitCase> = summary.failures.iter().map(JunitCase::failing_seed).collect();
+    cases.push(JunitCase::whole_run(summary));
+    cases
+}
