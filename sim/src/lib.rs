@@ -1,6 +1,7 @@
 //! The deterministic simulator. See ARCHITECTURE.md.
 
 pub mod check;
+pub mod cow;
 pub mod fault;
 pub mod lmdb_io;
 pub mod node;

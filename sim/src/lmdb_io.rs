@@ -27,10 +27,14 @@
 //! on the thread that tracks it.
 //!
 //! Per tracked file the model keeps the *durable* image (`None`: never synced,
-//! the file does not exist after a power loss) and the set of 512-byte sectors
-//! written since the last sync; the *live* content is the real file (on tmpfs).
-//! A file already present when first seen ([`track_dir`] or its first tracked
-//! call) with any content counts as durable as it is. A file whose first
+//! the file does not exist after a power loss), the set of 512-byte sectors
+//! written since the last sync, and the *live* content: the real file (on
+//! tmpfs) as every interposed write left it, kept in memory, copy-on-write
+//! ([`crate::cow`]), so that the state of every crash point can be kept
+//! ([`state`]). Debug builds check it against the real file at every sync and
+//! abort on a difference. A file already present when first seen
+//! ([`track_dir`] or its first tracked call) counts as durable as it is if it
+//! has any content. A file whose first
 //! durable bytes come from an `O_DSYNC` write (LMDB never does this) exists
 //! after power loss with zeros elsewhere.
 //!
@@ -53,7 +57,8 @@
 //!
 //! # What survives ([`capture`])
 //!
-//! * `process-crash`: every tracked `data.mdb` as the live file is now.
+//! * `process-crash`: every tracked `data.mdb` as the live file is now (a
+//!   file created but never written through an interposer is not in it).
 //! * `power-loss`: every tracked file's durable image; never synced: absent.
 //! * `power-loss` + `torn`: starting from the durable image (a never-synced
 //!   file is still absent), for each sector written since the last sync, in
@@ -68,6 +73,7 @@
 //! object is pulled in: [`track_dir`] (and [`install`]) reference every
 //! interposer, so any binary that tracks a directory gets them all.
 
+use crate::cow::CowBytes;
 use crate::fault::{self, CrashSpec, FaultMode, PointKind, SectorFate};
 use crate::world;
 use libc::{c_int, c_void, iovec, off_t, size_t, ssize_t};
@@ -93,12 +99,57 @@ const SECTOR: u64 = fault::SECTOR_BYTES as u64;
 const MAX_CACHED_FD: usize = 1 << 16;
 
 /// One tracked file of the model.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct FileModel {
+    /// The live file's contents, kept from every write the interposers see
+    /// (LMDB writes its data file only through them); checked against the real
+    /// file at every sync in debug builds.
+    live: CowBytes,
     /// As of the last sync; `None`: never synced (absent after power loss).
-    durable: Option<Vec<u8>>,
+    durable: Option<CowBytes>,
     /// Sectors written since the last sync.
     dirty: BTreeSet<u64>,
+}
+
+impl FileModel {
+    /// A file first seen with `bytes`: durable as it is, if it has any.
+    fn seen(bytes: Vec<u8>) -> FileModel {
+        let live = CowBytes::from_slice(&bytes);
+        let durable = (!bytes.is_empty()).then(|| live.clone());
+        FileModel { live, durable, dirty: BTreeSet::new() }
+    }
+}
+
+/// Every tracked file as a crash at one moment would find it, kept for later
+/// (cheap: the contents share chunks with the model). [`LmdbState::surviving`]
+/// makes the crash image from it, exactly as [`capture`] would have then.
+#[derive(Clone, Debug, Default)]
+pub struct LmdbState {
+    files: BTreeMap<PathBuf, FileModel>,
+}
+
+impl LmdbState {
+    /// What survives a crash per `spec` (torn draws from `rng`, in (path, sector) order).
+    pub fn surviving(&self, spec: CrashSpec, rng: &mut ChaCha8Rng) -> LmdbImage {
+        let mut image = LmdbImage::default();
+        for (path, file) in &self.files {
+            let bytes = match spec.mode {
+                FaultMode::ProcessCrash => Some(file.live.to_vec()),
+                FaultMode::PowerLoss => file.durable.as_ref().map(|durable| {
+                    let mut out = durable.to_vec();
+                    if spec.torn && !file.dirty.is_empty() {
+                        let dirty: Vec<u64> = file.dirty.iter().copied().collect();
+                        tear(&mut out, &file.live, &dirty, rng);
+                    }
+                    out
+                }),
+            };
+            if let Some(bytes) = bytes {
+                image.files.insert(path.clone(), bytes);
+            }
+        }
+        image
+    }
 }
 
 /// What a descriptor refers to, as far as this thread knows.
@@ -115,8 +166,6 @@ struct Tracked {
     path: Rc<Path>,
     /// Opened `O_DSYNC` or `O_SYNC`: every write is durable when it returns.
     dsync: bool,
-    /// Opened for reading too (the live bytes can be read back through it).
-    readable: bool,
 }
 
 struct State {
@@ -169,9 +218,8 @@ pub fn track_dir(dir: &Path) {
             s.dirs.push(dir);
         }
         if let Some(bytes) = existing {
-            s.files
-                .entry(data)
-                .or_insert(FileModel { durable: Some(bytes).filter(|b| !b.is_empty()), dirty: BTreeSet::new() });
+            world::disk_changed();
+            s.files.entry(data).or_insert_with(|| FileModel::seen(bytes));
         }
         s.fds.clear();
     });
@@ -180,46 +228,23 @@ pub fn track_dir(dir: &Path) {
 
 /// Stop tracking anything on this thread.
 pub fn reset() {
+    world::disk_changed();
     ACTIVE.with(|a| a.set(false));
     STATE.with(|s| *s.borrow_mut() = State::new());
 }
 
 /// What survives a crash now, per `spec`. Only reads (LMDB may be inside a call).
 pub fn capture(spec: CrashSpec, rng: &mut ChaCha8Rng) -> LmdbImage {
-    let mut image = LmdbImage::default();
-    match spec.mode {
-        FaultMode::ProcessCrash => {
-            let dirs = STATE.with(|s| s.borrow().dirs.clone());
-            for dir in dirs {
-                let path = dir.join(DATA_FILE);
-                if let Some(bytes) = read_whole(&path) {
-                    image.files.insert(path, bytes);
-                }
-            }
-        }
-        FaultMode::PowerLoss => {
-            let files: Vec<(PathBuf, Option<Vec<u8>>, Vec<u64>)> = STATE.with(|s| {
-                let s = s.borrow();
-                s.files
-                    .iter()
-                    .map(|(path, f)| (path.clone(), f.durable.clone(), f.dirty.iter().copied().collect()))
-                    .collect()
-            });
-            for (path, durable, dirty) in files {
-                let Some(mut out) = durable else { continue };
-                if spec.torn && !dirty.is_empty() {
-                    let live = read_whole(&path).unwrap_or_default();
-                    tear(&mut out, &live, &dirty, rng);
-                }
-                image.files.insert(path, out);
-            }
-        }
-    }
-    image
+    state().surviving(spec, rng)
+}
+
+/// Every tracked file's state now, for a crash image made later.
+pub fn state() -> LmdbState {
+    STATE.with(|s| LmdbState { files: s.borrow().files.clone() })
 }
 
 /// Apply the torn rule to `out` (the durable image) for the `dirty` sectors.
-fn tear(out: &mut Vec<u8>, live: &[u8], dirty: &[u64], rng: &mut ChaCha8Rng) {
+fn tear(out: &mut Vec<u8>, live: &CowBytes, dirty: &[u64], rng: &mut ChaCha8Rng) {
     for &sector in dirty {
         let fate = fault::draw_sector_fate(rng);
         let start = (sector * SECTOR).min(live.len() as u64) as usize;
@@ -231,7 +256,9 @@ fn tear(out: &mut Vec<u8>, live: &[u8], dirty: &[u64], rng: &mut ChaCha8Rng) {
             out.resize(end, 0);
         }
         match fate {
-            SectorFate::Survives => out[start..end].copy_from_slice(&live[start..end]),
+            SectorFate::Survives => {
+                live.read(start, &mut out[start..end]);
+            }
             SectorFate::Torn => rng.fill_bytes(&mut out[start..end]),
             SectorFate::Vanishes => {}
         }
@@ -254,18 +281,27 @@ pub fn restore(image: &LmdbImage) {
     for dir in &dirs {
         let data = dir.join(DATA_FILE);
         match image.files.get(&data) {
-            Some(bytes) => std::fs::write(&data, bytes)
-                .unwrap_or_else(|e| panic!("lmdb_io::restore: writing {}: {e}", data.display())),
+            Some(bytes) => {
+                // A run that starts from an image has not created the directory yet.
+                std::fs::create_dir_all(dir)
+                    .unwrap_or_else(|e| panic!("lmdb_io::restore: creating {}: {e}", dir.display()));
+                std::fs::write(&data, bytes)
+                    .unwrap_or_else(|e| panic!("lmdb_io::restore: writing {}: {e}", data.display()))
+            }
             None => remove_if_exists(&data),
         }
         remove_if_exists(&dir.join(LOCK_FILE));
     }
+    world::disk_changed();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         s.files = image
             .files
             .iter()
-            .map(|(path, bytes)| (path.clone(), FileModel { durable: Some(bytes.clone()), dirty: BTreeSet::new() }))
+            .map(|(path, bytes)| {
+                let live = CowBytes::from_slice(bytes);
+                (path.clone(), FileModel { durable: Some(live.clone()), live, dirty: BTreeSet::new() })
+            })
             .collect();
         s.fds.clear();
     });
@@ -400,56 +436,6 @@ fn read_whole(path: &Path) -> Option<Vec<u8>> {
     out
 }
 
-/// Byte ranges read back from a live file: `(offset, bytes)`.
-type Chunks = Vec<(u64, Vec<u8>)>;
-
-/// The live file's length and the bytes of the given sector runs
-/// (`(first sector, count)`), read through `fd` if readable, else by path.
-fn read_live_runs(fd: Option<c_int>, path: &Path, runs: &[(u64, u64)]) -> Option<(u64, Chunks)> {
-    let (fd, own) = match fd {
-        Some(fd) => (fd, false),
-        None => (raw_open_read(path)?, true),
-    };
-    let out = (|| {
-        let len = raw_file_len(fd)?;
-        let mut chunks = Vec::with_capacity(runs.len());
-        for &(first, count) in runs {
-            let off = first * SECTOR;
-            if off >= len {
-                continue;
-            }
-            let bytes = raw_pread_all(fd, off, (count * SECTOR).min(len - off) as usize)?;
-            chunks.push((off, bytes));
-        }
-        Some((len, chunks))
-    })();
-    if own {
-        // SAFETY: our own descriptor.
-        unsafe { raw_close(fd) };
-    }
-    out
-}
-
-fn sector_runs(sectors: impl IntoIterator<Item = u64>) -> Vec<(u64, u64)> {
-    let mut runs: Vec<(u64, u64)> = Vec::new();
-    for s in sectors {
-        match runs.last_mut() {
-            Some((first, count)) if *first + *count == s => *count += 1,
-            _ => runs.push((s, 1)),
-        }
-    }
-    runs
-}
-
-fn put(image: &mut Vec<u8>, offset: u64, bytes: &[u8]) {
-    let start = offset as usize;
-    let end = start + bytes.len();
-    if image.len() < end {
-        image.resize(end, 0);
-    }
-    image[start..end].copy_from_slice(bytes);
-}
-
 // ---------------------------------------------------------------------------
 // The model behind the interposers.
 
@@ -487,16 +473,13 @@ fn classify(fd: c_int) -> Option<Tracked> {
             if flags < 0 {
                 return None;
             }
-            let first_sight = if known { None } else { Some(read_whole(&path).filter(|b| !b.is_empty())) };
-            let t = Tracked {
-                path: Rc::from(path.as_path()),
-                dsync: flags & (libc::O_DSYNC | libc::O_SYNC) != 0,
-                readable: flags & libc::O_ACCMODE != libc::O_WRONLY,
-            };
+            let first_sight = if known { None } else { Some(read_whole(&path).unwrap_or_default()) };
+            let t = Tracked { path: Rc::from(path.as_path()), dsync: flags & (libc::O_DSYNC | libc::O_SYNC) != 0 };
             STATE.with(|s| {
                 let mut s = s.borrow_mut();
-                if let Some(durable) = first_sight {
-                    s.files.entry(path).or_insert(FileModel { durable, dirty: BTreeSet::new() });
+                if let Some(bytes) = first_sight {
+                    world::disk_changed();
+                    s.files.entry(path).or_insert_with(|| FileModel::seen(bytes));
                 }
             });
             FdSlot::Tracked(t)
@@ -535,65 +518,61 @@ fn point(t: &Tracked) -> Result<(), fault::Crashed> {
     world::durability_point(PointKind::LmdbSync, "lmdb", &t.path.to_string_lossy())
 }
 
-/// A plain write of `len` bytes at `offset` reached the live file.
-fn note_dirty(t: &Tracked, offset: u64, len: u64) {
+/// A plain write of `bytes` at `offset` reached the live file.
+fn note_dirty(t: &Tracked, offset: u64, bytes: &[u8]) {
+    world::disk_changed();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let file = s.files.entry(t.path.to_path_buf()).or_default();
-        file.dirty.extend(offset / SECTOR..(offset + len).div_ceil(SECTOR));
+        file.live.write(offset as usize, bytes);
+        file.dirty.extend(offset / SECTOR..(offset + bytes.len() as u64).div_ceil(SECTOR));
     });
 }
 
 /// An O_DSYNC write of `bytes` at `offset` returned: it is durable, and so is
-/// every dirty sector it touches (read back whole from the live file).
-fn note_durable_write(fd: c_int, t: &Tracked, offset: u64, bytes: &[u8]) {
-    let touched = offset / SECTOR..(offset + bytes.len() as u64).div_ceil(SECTOR);
-    let dirty_touched: Vec<u64> = STATE
-        .with(|s| s.borrow().files.get(&*t.path).map(|f| f.dirty.range(touched).copied().collect()))
-        .unwrap_or_default();
-    let live = if dirty_touched.is_empty() {
-        Some(Vec::new())
-    } else {
-        read_live_runs(t.readable.then_some(fd), &t.path, &sector_runs(dirty_touched.iter().copied()))
-            .map(|(_, chunks)| chunks)
-    };
+/// every dirty sector it touches (whole, from the live file).
+fn note_durable_write(t: &Tracked, offset: u64, bytes: &[u8]) {
+    world::disk_changed();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let file = s.files.entry(t.path.to_path_buf()).or_default();
-        let durable = file.durable.get_or_insert_with(Vec::new);
-        put(durable, offset, bytes);
-        if let Some(chunks) = live {
-            for (off, chunk) in &chunks {
-                put(durable, *off, chunk);
-            }
-            for sector in &dirty_touched {
-                file.dirty.remove(sector);
-            }
+        file.live.write(offset as usize, bytes);
+        let touched = offset / SECTOR..(offset + bytes.len() as u64).div_ceil(SECTOR);
+        let dirty_touched: Vec<u64> = file.dirty.range(touched).copied().collect();
+        let durable = file.durable.get_or_insert_with(CowBytes::default);
+        durable.write(offset as usize, bytes);
+        for sector in &dirty_touched {
+            let start = (sector * SECTOR) as usize;
+            let chunk = file.live.slice(start, start + SECTOR as usize);
+            durable.write(start, &chunk);
+            file.dirty.remove(sector);
         }
     });
 }
 
 /// A sync of the file returned: durable = live.
-fn note_synced(fd: c_int, t: &Tracked) {
-    let dirty: Vec<u64> =
-        STATE.with(|s| s.borrow().files.get(&*t.path).map(|f| f.dirty.iter().copied().collect())).unwrap_or_default();
-    let Some((len, chunks)) = read_live_runs(t.readable.then_some(fd), &t.path, &sector_runs(dirty.iter().copied()))
-    else {
-        // Cannot happen: the file was just synced through `fd`. Keep it dirty.
-        return;
-    };
+fn note_synced(t: &Tracked) {
+    world::disk_changed();
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let file = s.files.entry(t.path.to_path_buf()).or_default();
-        let durable = file.durable.get_or_insert_with(Vec::new);
-        for (off, chunk) in &chunks {
-            put(durable, *off, chunk);
-        }
-        durable.resize(len as usize, 0);
-        for sector in &dirty {
-            file.dirty.remove(sector);
-        }
+        file.durable = Some(file.live.clone());
+        file.dirty.clear();
     });
+    #[cfg(debug_assertions)]
+    check_live(t);
+}
+
+/// Debug builds: the model's live bytes are the real file's, or the simulator
+/// is wrong (a write it did not see); that must not pass quietly.
+#[cfg(debug_assertions)]
+fn check_live(t: &Tracked) {
+    let model = STATE.with(|s| s.borrow().files.get(&*t.path).map(|f| f.live.to_vec()));
+    let real = read_whole(&t.path);
+    if model != real {
+        eprintln!("lmdb_io: the model of {} differs from the real file", t.path.display());
+        std::process::abort();
+    }
 }
 
 fn active() -> bool {
@@ -643,10 +622,11 @@ fn tracked_write(fd: c_int, at: At, write: impl FnOnce() -> ssize_t, gather: imp
         At::Position => (unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }) - n as i64,
     };
     if offset >= 0 {
+        let bytes = gather(n as usize);
         if t.dsync {
-            note_durable_write(fd, &t, offset as u64, &gather(n as usize));
+            note_durable_write(&t, offset as u64, &bytes);
         } else {
-            note_dirty(&t, offset as u64, n as u64);
+            note_dirty(&t, offset as u64, &bytes);
         }
     }
     set_errno(after);
@@ -669,7 +649,7 @@ fn tracked_sync(fd: c_int, sync: impl FnOnce() -> c_int) -> c_int {
         return r;
     }
     let after = errno();
-    note_synced(fd, &t);
+    note_synced(&t);
     set_errno(after);
     r
 }

@@ -115,7 +115,8 @@ fn clone_error(error: &mut store::Error) -> store::Error {
     }
 }
 
-fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
+/// The kernel's state as checks see it; `full`: every worker evicted and rebuilt by replay first.
+pub fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
     let mut snap = Snapshot {
         height: kernel.last_committed_height()?,
         kv: kernel.store().kv_scan("")?,
@@ -125,8 +126,11 @@ fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
     };
     let vats = kernel.vat_ids()?;
     for vat in &vats {
-        let items = kernel.span_items(vat)?;
-        let digests = items.iter().map(|(position, item)| (*position, item_digest(item))).collect();
+        let mut digests = Vec::new();
+        kernel.span_visit(vat, |position, item| {
+            digests.push((position, item_digest(item)));
+            Ok(())
+        })?;
         snap.spans.insert(vat.clone(), digests);
     }
     if full {
@@ -141,5 +145,5 @@ fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
 }
 
 fn item_digest(item: &str) -> String {
-    Sha256::digest(item.as_bytes()).iter().take(6).map(|b| format!("{b:02x}")).collect()
+    store::vat::hex(&Sha256::digest(item.as_bytes())[..6])
 }

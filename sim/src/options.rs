@@ -99,9 +99,17 @@ const UPGRADE_TARGETS: &[&str] =
 
 impl SeedOptions {
     pub fn derive(seed: u64, flags: &Flags) -> SeedOptions {
+        SeedOptions::derive_sized(seed, flags, None)
+    }
+
+    /// [`SeedOptions::derive`] with the number of blocks forced to `blocks`
+    /// (`cargo xtask bench` grows the workload with it; about 13 cranks a
+    /// block). Every other draw is the same; `None` is `derive` exactly.
+    pub fn derive_sized(seed: u64, flags: &Flags, blocks: Option<u64>) -> SeedOptions {
         let mut draw = Draw(ChaCha8Rng::seed_from_u64(seed));
         let vats = draw.range(3, 5) as usize;
-        let blocks = draw.range(8, 14);
+        let drawn_blocks = draw.range(8, 14);
+        let blocks = blocks.unwrap_or(drawn_blocks).max(1);
         let kernel = KernelConfig { max_workers_online: draw.range(1, 3) as usize, max_cranks_per_block: 40 };
         let mode = match draw.chance(75) {
             true => FaultMode::PowerLoss,

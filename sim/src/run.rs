@@ -1,6 +1,11 @@
 //! One seed: a no-fault reference run, then a faulty run that crashes at the
 //! planned points, restarts the kernel from the crash images, and checks every
 //! recovery and the end state against the reference and the oracle.
+//!
+//! The reference run keeps every crash point's disk state (see
+//! [`World::capturing`]), so the faulty run starts from the first planned
+//! crash instead of running the workload up to it again, and
+//! [`run_exhaustive`] recovers every point of the seed from one pass.
 
 use crate::check::{diff_heaps, diff_kv, diff_spans, Failure, FailureKind};
 use crate::fault::{CrashAt, PointKind};
@@ -8,7 +13,7 @@ use crate::node::{self, Inbox, KernelSetup, Request, Snapshot};
 use crate::options::{Flags, Mutation, SeedOptions};
 use crate::oracle::Oracle;
 use crate::trace::Trace;
-use crate::world::{self, PointRecord, Site, World};
+use crate::world::{self, Captured, PointRecord, Site, World};
 use crate::{lmdb_io, vfs};
 use futures::channel::{mpsc, oneshot};
 use madsim::runtime::{Handle, Runtime};
@@ -99,6 +104,8 @@ struct Reference {
     final_snapshot: Snapshot,
     /// Every crash point of the run, by ordinal.
     sites: Vec<Site>,
+    /// What each crash point would leave, by ordinal.
+    captured: Vec<Captured>,
 }
 
 /// Serializes runs within a process: SQLite's PRNG is process-global, so two
@@ -111,13 +118,45 @@ pub fn run_seed(config: &SeedConfig, root: &Path) -> SeedReport {
     run_case(&Case::from_seed(config), root)
 }
 
+thread_local! {
+    /// Test hook: faulty runs execute the workload from the start, as before
+    /// the reference captured crash states (see [`run_case_from_start`]).
+    static FROM_START: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// [`run_case`] with a faulty run that executes the workload from the start up
+/// to its first crash instead of starting from the reference's capture of it.
+/// The two must agree exactly (same report, same trace); tests check that.
+#[doc(hidden)]
+pub fn run_case_from_start(case: &Case, root: &Path) -> SeedReport {
+    FROM_START.with(|f| f.set(true));
+    let report = run_case(case, root);
+    FROM_START.with(|f| f.set(false));
+    report
+}
+
 /// Run one case in `root` (a per-process scratch directory); its files are
 /// removed afterwards, whatever the outcome.
 pub fn run_case(case: &Case, root: &Path) -> SeedReport {
+    tune_allocator();
     let _one_run_at_a_time = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let base = root.join(format!("{}-{}", case.seed, case.design));
     let _cleanup = RemoveOnDrop(vec![base.clone(), root.to_path_buf()]);
     run_case_in(case, &base)
+}
+
+/// Every kernel open makes LMDB calloc its 2 MiB dirty-page list and free it at
+/// close. glibc's adaptive mmap threshold then serves such blocks from the heap,
+/// where calloc must zero all 2 MiB each time; a fixed threshold below that keeps
+/// them mmapped (zero pages from the kernel, touched only as used).
+/// Speed only: nothing here reaches a result.
+fn tune_allocator() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    ONCE.call_once(|| {
+        // SAFETY: mallopt only sets a tunable of the allocator.
+        unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 1536 * 1024) };
+    });
 }
 
 /// Removes directories when dropped (also when a panic unwinds): the run's
@@ -152,7 +191,10 @@ fn run_case_in(case: &Case, base: &Path) -> SeedReport {
         final_state: None,
         trace: Trace::new(false),
     };
-    let reference = match reference_run(case, &base.join("reference"), &mut trace) {
+    // One directory for both runs: the crash images the reference captures name
+    // their files by path, and the faulty run starts from one of them.
+    let dir = base.join("run");
+    let reference = match reference_run(case, &dir, &mut trace) {
         Ok(reference) => reference,
         Err(failure) => return finish(report, trace, Some(failure)),
     };
@@ -165,12 +207,121 @@ fn run_case_in(case: &Case, base: &Path) -> SeedReport {
     let named: Vec<String> = report.plan.iter().map(|c| c.to_string()).collect();
     trace.line(format!("crash plan: {} (of {} crash points)", named.join(", "), reference.sites.len()));
     let reference = Arc::new(reference);
-    let faulty = faulty_run(case, &base.join("faulty"), report.plan.clone(), reference, trace);
+    let faulty = faulty_run(case, &dir, report.plan.clone(), reference, trace);
     report.crashes = faulty.crashes;
     report.recoveries_checked = faulty.recoveries;
     report.final_state = faulty.final_state;
     let failure = faulty.failure.or_else(|| unreached(&faulty.unreached));
     finish(report, faulty.trace, failure)
+}
+
+/// How far exhaustive exploration runs the workload after each recovery.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Depth {
+    /// Recover and check the recovered state only.
+    Recover,
+    /// Also run the block that was in flight again and check it (the default).
+    #[default]
+    NextBlock,
+    /// Run every remaining block and check the final state (cost grows with the
+    /// square of the workload: each point runs the rest of it).
+    ToEnd,
+}
+
+impl Depth {
+    pub const ALL: [Depth; 3] = [Depth::Recover, Depth::NextBlock, Depth::ToEnd];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Depth::Recover => "recover",
+            Depth::NextBlock => "next-block",
+            Depth::ToEnd => "to-end",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Depth> {
+        Depth::ALL.into_iter().find(|d| d.name() == text)
+    }
+
+    /// Blocks to run after the recovery (`None`: to the end).
+    fn limit(self) -> Option<u64> {
+        match self {
+            Depth::Recover => Some(0),
+            Depth::NextBlock => Some(1),
+            Depth::ToEnd => None,
+        }
+    }
+}
+
+/// Crash at every crash point of the seed, one after the other, and check each
+/// recovery. The workload runs once: the reference run keeps every point's
+/// disk state (copy-on-write), and each point's run starts from its crash
+/// image, recovers, is checked against the reference at the recovered height,
+/// and runs on as far as `depth` says. The report names every point explored
+/// (`plan`, `crashes`); its failure is the first point's that failed.
+pub fn run_exhaustive(case: &Case, root: &Path, depth: Depth) -> SeedReport {
+    tune_allocator();
+    let _one_run_at_a_time = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let base = root.join(format!("{}-{}", case.seed, case.design));
+    let _cleanup = RemoveOnDrop(vec![base.clone(), root.to_path_buf()]);
+    let options = &case.options;
+    let mut trace = Trace::new(case.verbose);
+    trace.line(format!("SEED={} design={} {options} exhaustive={}", case.seed, case.design, depth.name()));
+    let mut report = SeedReport {
+        seed: case.seed,
+        design: case.design,
+        options: options.clone(),
+        plan: Vec::new(),
+        failure: None,
+        crashes: Vec::new(),
+        recoveries_checked: 0,
+        cranks: 0,
+        evictions: 0,
+        final_state: None,
+        trace: Trace::new(false),
+    };
+    let dir = base.join("run");
+    let reference = match reference_run(case, &dir, &mut trace) {
+        Ok(reference) => reference,
+        Err(failure) => return finish(report, trace, Some(failure)),
+    };
+    report.cranks = reference.reports.iter().map(|r| r.cranks).sum();
+    report.evictions = reference.final_snapshot.evictions;
+    trace.line(format!("exhaustive: {} crash points", reference.sites.len()));
+    let reference = Arc::new(reference);
+    let mut failed = 0u64;
+    let mut first_failure = None;
+    let mut counts: BTreeMap<Site, u64> = BTreeMap::new();
+    for ordinal in 0..reference.sites.len() {
+        // `name_site`, in one pass: the point's count among its kind and block.
+        let site = reference.sites[ordinal];
+        let nth = counts.entry(site).or_default();
+        *nth += 1;
+        let named = CrashAt { at: site.kind, block: site.height, nth: *nth };
+        report.plan.push(named);
+        let Some((world, acked)) = resumed_world(case, &reference, ordinal, named, Vec::new()) else {
+            continue;
+        };
+        let point_trace = Trace::new(case.verbose);
+        let outcome = host_run(case, &dir, reference.clone(), world, Some(acked), 1, depth.limit(), point_trace);
+        report.crashes.extend(outcome.crashes.iter().cloned());
+        report.recoveries_checked += outcome.recoveries;
+        for line in outcome.trace.lines() {
+            trace.note(format!("  {line}"));
+        }
+        trace.line(format!("point {ordinal} ({named}): trace {}", outcome.trace.hash()));
+        if let Some(failure) = outcome.failure {
+            failed += 1;
+            trace.line(format!("FAILED at point {ordinal} ({named}): {failure}"));
+            first_failure.get_or_insert(failure);
+        }
+    }
+    trace.line(format!(
+        "exhaustive: {} points explored, {} recoveries checked, {failed} failed",
+        reference.sites.len(),
+        report.recoveries_checked
+    ));
+    finish(report, trace, first_failure)
 }
 
 /// A plan that names a point the run never reached is not a passing run.
@@ -241,35 +392,56 @@ fn runtime(seed: u64) -> Runtime {
 
 /// The kernel node and the host's end of its request channel.
 struct KernelHandle {
-    id: NodeId,
+    setup: KernelSetup,
+    /// `None` until the node is first started.
+    id: Option<NodeId>,
     inbox: Inbox,
     requests: mpsc::UnboundedSender<Request>,
 }
 
 impl KernelHandle {
-    fn start(setup: KernelSetup) -> KernelHandle {
-        let (requests, receiver) = mpsc::unbounded();
-        let inbox: Inbox = Arc::new(Mutex::new(Some(receiver)));
-        let node_inbox = inbox.clone();
-        let node = Handle::current()
-            .create_node()
-            .name("kernel")
-            .init(move || node::serve(setup.clone(), node_inbox.clone()))
-            .build();
-        KernelHandle { id: node.id(), inbox, requests }
+    /// A kernel node not started yet: a run that begins with a crash image
+    /// restores it first (see [`KernelHandle::crash_and_restart`]).
+    fn stopped(setup: KernelSetup) -> KernelHandle {
+        let (requests, _) = mpsc::unbounded();
+        KernelHandle { setup, id: None, inbox: Arc::new(Mutex::new(None)), requests }
     }
 
-    /// Kill the node, let the simulated time pass so that its tasks (and the
-    /// databases they own) are dropped, then start it again on a new channel.
-    async fn crash_and_restart(&mut self, images: &world::CrashImages) {
-        Handle::current().kill(self.id);
-        madsim::time::sleep(Duration::from_secs(1)).await;
-        vfs::restore(&images.sqlite);
-        lmdb_io::restore(&images.lmdb);
+    fn start(setup: KernelSetup) -> KernelHandle {
+        let mut kernel = KernelHandle::stopped(setup);
+        kernel.start_node();
+        kernel
+    }
+
+    /// Start (or restart) the node on a new request channel.
+    fn start_node(&mut self) {
         let (requests, receiver) = mpsc::unbounded();
         *self.inbox.lock().expect("inbox lock") = Some(receiver);
         self.requests = requests;
-        Handle::current().restart(self.id);
+        match self.id {
+            Some(id) => Handle::current().restart(id),
+            None => {
+                let (setup, inbox) = (self.setup.clone(), self.inbox.clone());
+                let node = Handle::current()
+                    .create_node()
+                    .name("kernel")
+                    .init(move || node::serve(setup.clone(), inbox.clone()))
+                    .build();
+                self.id = Some(node.id());
+            }
+        }
+    }
+
+    /// Kill the node, let the simulated time pass so that its tasks (and the
+    /// databases they own) are dropped, then start it again from `images`.
+    async fn crash_and_restart(&mut self, images: &world::CrashImages) {
+        if let Some(id) = self.id {
+            Handle::current().kill(id);
+            madsim::time::sleep(Duration::from_secs(1)).await;
+        }
+        vfs::restore(&images.sqlite);
+        lmdb_io::restore(&images.lmdb);
+        self.start_node();
     }
 
     async fn run_block(&self, height: u64, inputs: Vec<HostInput>) -> store::Result<BlockReport> {
@@ -294,14 +466,14 @@ fn setup(case: &Case, dir: &Path) -> KernelSetup {
     KernelSetup { dir: dir.to_path_buf(), design: case.design, kernel: case.options.kernel, mutant }
 }
 
-/// Install a fresh world for a run in `dir`, run `body` in a madsim runtime.
-fn in_world<T>(case: &Case, dir: &Path, plan: Vec<CrashAt>, body: impl std::future::Future<Output = T>) -> (T, World) {
+/// Install `world` for a run in `dir`, run `body` in a fresh madsim runtime.
+fn in_world<T>(case: &Case, dir: &Path, world: World, body: impl std::future::Future<Output = T>) -> (T, World) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("scratch directory");
     vfs::register();
     // SQLite's PRNG (journal nonces, WAL salts) is process-global: seed it per run.
     vfs::seed_sqlite_prng((case.seed ^ (case.seed >> 32)) as u32);
-    world::install(World::new(case.seed, case.options.crash, plan));
+    world::install(world);
     lmdb_io::track_dir(&dir.join("kv"));
     let result = runtime(case.seed).block_on(body);
     let world = world::uninstall().expect("world installed");
@@ -323,6 +495,7 @@ fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Result<Reference
             heaps: vec![BTreeMap::new()],
             final_snapshot: Snapshot::default(),
             sites: Vec::new(),
+            captured: Vec::new(),
         };
         for (index, inputs) in workload.into_iter().enumerate() {
             let height = index as u64 + 1;
@@ -342,9 +515,12 @@ fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Result<Reference
         reference.final_snapshot = last;
         Ok(reference)
     };
-    let (result, world) = in_world(case, dir, Vec::new(), body);
+    let started = phase_clock();
+    let (result, mut world) = in_world(case, dir, World::capturing(case.seed, case.options.crash), body);
+    add_phase(|p| &mut p.reference, started);
     let mut reference = result?;
     reference.sites = world.sites().to_vec();
+    reference.captured = world.take_captured();
     for report in &reference.reports {
         trace.line(describe_block(report));
     }
@@ -397,10 +573,41 @@ struct Host {
     trace: Trace,
 }
 
+/// The faulty run. It does not run the workload up to its first crash again:
+/// the reference run is that run (same seed, same points), so the run starts
+/// from the crash image the reference captured at the first planned point, as
+/// a run that crashed there would (ordinals, torn draws and trace alike), and
+/// recovers. With no crash planned, or a first crash the reference never
+/// reached, it runs from the start.
 fn faulty_run(case: &Case, dir: &Path, plan: Vec<CrashAt>, reference: Arc<Reference>, trace: Trace) -> FaultyOutcome {
+    let crashes_planned = plan.len();
+    let resume = match FROM_START.with(std::cell::Cell::get) {
+        true => None,
+        false => plan.first().and_then(|first| resume_at(case, &reference, *first, plan[1..].to_vec())),
+    };
+    let (world, acked) = match resume {
+        Some((world, acked)) => (world, Some(acked)),
+        None => (World::new(case.seed, case.options.crash, plan), None),
+    };
+    host_run(case, dir, reference, world, acked, crashes_planned, None, trace)
+}
+
+/// Run the host in `world`: from a crash with `acked` blocks acknowledged, or
+/// from the start (`None`); with `limit`, only that many blocks after the start
+/// (or the first recovery), without the final check.
+#[allow(clippy::too_many_arguments)]
+fn host_run(
+    case: &Case,
+    dir: &Path,
+    reference: Arc<Reference>,
+    world: World,
+    acked: Option<u64>,
+    crashes_planned: usize,
+    limit: Option<u64>,
+    trace: Trace,
+) -> FaultyOutcome {
     let kernel_setup = setup(case, dir);
     let workload = case.options.workload.clone();
-    let crashes_planned = plan.len();
     let repeats_committed_block = case.mutation == Some(Mutation::HostRepeatsCommittedBlock);
     let body = async move {
         let mut host = Host {
@@ -408,16 +615,20 @@ fn faulty_run(case: &Case, dir: &Path, plan: Vec<CrashAt>, reference: Arc<Refere
             repeats_committed_block,
             crashes: Vec::new(),
             recoveries: 0,
-            acked: 0,
+            acked: acked.unwrap_or(0),
             final_state: None,
             trace,
         };
-        let mut kernel = KernelHandle::start(kernel_setup);
-        let failure = host.drive(&mut kernel, &workload, crashes_planned).await.err();
+        let mut kernel = match acked {
+            Some(_) => KernelHandle::stopped(kernel_setup),
+            None => KernelHandle::start(kernel_setup),
+        };
+        let start = if acked.is_some() { Start::Crashed } else { Start::Fresh };
+        let failure = host.drive(&mut kernel, &workload, crashes_planned, start, limit).await.err();
         let unreached = world::crashes_left();
         (host, failure, unreached)
     };
-    let ((host, failure, unreached), _world) = in_world(case, dir, plan, body);
+    let ((host, failure, unreached), _world) = in_world(case, dir, world, body);
     FaultyOutcome {
         failure,
         crashes: host.crashes,
@@ -428,35 +639,112 @@ fn faulty_run(case: &Case, dir: &Path, plan: Vec<CrashAt>, reference: Arc<Refere
     }
 }
 
+/// The world of a run that crashed first at `first`, as the reference
+/// captured it, with `rest` of the plan ahead; and the block the host had seen
+/// committed then. `None` if the reference never reached `first`.
+fn resume_at(case: &Case, reference: &Reference, first: CrashAt, rest: Vec<CrashAt>) -> Option<(World, u64)> {
+    let ordinal = ordinal_of(&reference.sites, first)?;
+    let (world, acked) = resumed_world(case, reference, ordinal, first, rest)?;
+    Some((world, acked))
+}
+
+/// The world of a run that crashed first at point `ordinal` (named `named`),
+/// with `rest` of the plan ahead, and the block the host had seen committed.
+fn resumed_world(
+    case: &Case,
+    reference: &Reference,
+    ordinal: usize,
+    named: CrashAt,
+    rest: Vec<CrashAt>,
+) -> Option<(World, u64)> {
+    let captured = reference.captured.get(ordinal)?;
+    let record = PointRecord {
+        kind: named.at,
+        ordinal: ordinal as u64,
+        named,
+        database: captured.database,
+        file: captured.file.clone(),
+        at: captured.at,
+    };
+    let mut rng = world::torn_rng(case.seed);
+    let images = captured.disks.surviving(case.options.crash, &mut rng);
+    let world = World::resumed(case.seed, case.options.crash, rest, record, images, rng);
+    // The host sees block h committed when run_block(h) returns: a crash while
+    // it runs block h (or opens the store, h = 0) leaves h - 1 acknowledged.
+    Some((world, reference.sites[ordinal].height.saturating_sub(1)))
+}
+
+/// The ordinal of the point `at` names, counted from the start of the run.
+fn ordinal_of(sites: &[Site], at: CrashAt) -> Option<usize> {
+    let mut nth = 0;
+    for (ordinal, site) in sites.iter().enumerate() {
+        if site.kind == at.at && site.height == at.block {
+            nth += 1;
+            if nth == at.nth {
+                return Some(ordinal);
+            }
+        }
+    }
+    None
+}
+
+/// How a host's run begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// Open the store from nothing.
+    Fresh,
+    /// Just after a crash (the world holds it): restore its images and recover.
+    Crashed,
+}
+
 impl Host {
     fn failure(&self, kind: FailureKind, height: u64, message: String) -> Failure {
         Failure { kind, message, point: self.crashes.last().cloned().map(Box::new), height }
     }
 
+    /// Run the workload from `start`, recovering from every crash, up to the
+    /// final check; with `limit`, stop without it after that many blocks.
     async fn drive(
         &mut self,
         kernel: &mut KernelHandle,
         workload: &[Vec<HostInput>],
         crashes: usize,
+        start: Start,
+        limit: Option<u64>,
     ) -> Result<(), Failure> {
-        // Open the store at height 0, as the reference run does, so that crash
-        // points of the first open are named alike in both runs.
-        world::set_height(0);
-        let mut height = match kernel.snapshot(false).await {
-            Ok(_) => 1,
-            Err(_) if world::is_crashed() => self.recover(kernel, crashes).await? + 1,
-            Err(error) => return Err(self.failure(FailureKind::of_error(&error), 0, error.to_string())),
+        let mut height = match start {
+            Start::Crashed => self.recover(kernel, crashes).await? + 1,
+            Start::Fresh => {
+                // Open the store at height 0, as the reference run does, so that crash
+                // points of the first open are named alike in both runs.
+                world::set_height(0);
+                match kernel.snapshot(false).await {
+                    Ok(_) => 1,
+                    Err(_) if world::is_crashed() => self.recover(kernel, crashes).await? + 1,
+                    Err(error) => return Err(self.failure(FailureKind::of_error(&error), 0, error.to_string())),
+                }
+            }
         };
+        let stop_after = limit.map(|blocks| height - 1 + blocks);
         // Each block runs once, plus once more per crash; the bound guards the loop.
         let max_attempts = workload.len() * (crashes + 1) + crashes + 1;
         for _ in 0..max_attempts {
+            if stop_after.is_some_and(|last| height > last) {
+                return Ok(());
+            }
             if height > workload.len() as u64 {
                 return self.check_final(kernel).await;
             }
             world::set_height(height);
-            match kernel.run_block(height, workload[height as usize - 1].clone()).await {
+            let started = phase_clock();
+            let ran = kernel.run_block(height, workload[height as usize - 1].clone()).await;
+            add_phase(|p| &mut p.faulty, started);
+            match ran {
                 Ok(report) => {
-                    self.check_block(&report)?;
+                    let started = phase_clock();
+                    let checked = self.check_block(&report);
+                    add_phase(|p| &mut p.checks, started);
+                    checked?;
                     self.acked = height;
                     height += 1;
                     madsim::time::sleep(Duration::from_secs(5)).await;
@@ -488,9 +776,17 @@ impl Host {
             self.trace.line(format!("crash at {point}"));
             world::set_height(self.acked + 1);
             self.crashes.push(point);
+            let started = phase_clock();
             kernel.crash_and_restart(&images).await;
-            match kernel.snapshot(true).await {
-                Ok(snapshot) => return self.check_recovery(&snapshot),
+            let recovered = kernel.snapshot(true).await;
+            add_phase(|p| &mut p.recovery, started);
+            match recovered {
+                Ok(snapshot) => {
+                    let started = phase_clock();
+                    let checked = self.check_recovery(&snapshot);
+                    add_phase(|p| &mut p.checks, started);
+                    return checked;
+                }
                 Err(_) if world::is_crashed() => continue,
                 Err(error) => {
                     return Err(self.failure(FailureKind::of_error(&error), self.acked + 1, error.to_string()))
@@ -541,6 +837,13 @@ impl Host {
     }
 
     async fn check_final(&mut self, kernel: &KernelHandle) -> Result<(), Failure> {
+        let started = phase_clock();
+        let checked = self.check_final_inner(kernel).await;
+        add_phase(|p| &mut p.checks, started);
+        checked
+    }
+
+    async fn check_final_inner(&mut self, kernel: &KernelHandle) -> Result<(), Failure> {
         let height = self.reference.reports.len() as u64;
         let found =
             kernel.snapshot(true).await.map_err(|e| self.failure(FailureKind::of_error(&e), height, e.to_string()))?;
@@ -570,4 +873,64 @@ pub fn scratch_root() -> (PathBuf, Option<String>) {
     }
     let warning = "warning: /dev/shm not found; LMDB files go to the system temp dir (slower)".to_string();
     (std::env::temp_dir().join(format!("swingsim-{pid}")), Some(warning))
+}
+
+/// Wall-clock time spent in each phase of the seeds run on this thread, for
+/// `cargo xtask bench`. Measured with the real monotonic clock (madsim
+/// replaces `clock_gettime` inside a run); it never reaches a result.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Phases {
+    /// The reference run (its per-block snapshots, oracle and captures included).
+    pub reference: f64,
+    /// Restarting from crash images and rebuilding every vat by replay.
+    pub recovery: f64,
+    /// Blocks the faulty run executes after a recovery.
+    pub faulty: f64,
+    /// Comparisons with the reference and the oracle, and the final replay check.
+    pub checks: f64,
+}
+
+thread_local! {
+    static PHASES: std::cell::Cell<Phases> = const {
+        std::cell::Cell::new(Phases { reference: 0.0, recovery: 0.0, faulty: 0.0, checks: 0.0 })
+    };
+    /// Whether phases are timed on this thread (off: no clock reads at all).
+    static TIMING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Time the phases of the seeds run on this thread from now on (or stop).
+pub fn time_phases(on: bool) {
+    TIMING.with(|t| t.set(on));
+}
+
+/// The phase times accumulated on this thread since the last call.
+pub fn take_phases() -> Phases {
+    PHASES.with(|p| p.take())
+}
+
+/// Seconds on the real monotonic clock (a raw syscall: madsim's `clock_gettime` is simulated).
+pub fn real_seconds() -> f64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::syscall(libc::SYS_clock_gettime, libc::CLOCK_MONOTONIC, &mut ts as *mut libc::timespec) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn phase_clock() -> f64 {
+    match TIMING.with(std::cell::Cell::get) {
+        true => real_seconds(),
+        false => 0.0,
+    }
+}
+
+fn add_phase(field: impl FnOnce(&mut Phases) -> &mut f64, started: f64) {
+    if !TIMING.with(std::cell::Cell::get) {
+        return;
+    }
+    let elapsed = real_seconds() - started;
+    PHASES.with(|p| {
+        let mut phases = p.get();
+        *field(&mut phases) += elapsed;
+        p.set(phases);
+    });
 }

@@ -23,6 +23,14 @@ impl Trace {
         }
     }
 
+    /// A line for the reader only: kept when lines are, not hashed (it repeats
+    /// what a hashed line stands for, e.g. a sub-run's lines beside its hash).
+    pub fn note(&mut self, line: String) {
+        if self.keep_lines {
+            self.lines.push(line);
+        }
+    }
+
     pub fn lines(&self) -> &[String] {
         &self.lines
     }

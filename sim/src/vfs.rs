@@ -48,6 +48,7 @@
 //! through the *default* VFS, so xRandomness here is rarely consulted; see
 //! [`seed_sqlite_prng`].
 
+use crate::cow::CowBytes;
 use crate::fault::{self, CrashSpec, FaultMode, PointKind, SectorFate, SECTOR_BYTES};
 use crate::world;
 use rand_chacha::ChaCha8Rng;
@@ -82,13 +83,12 @@ pub struct VfsImage {
 /// One file's contents, locks and shared memory.
 #[derive(Default)]
 struct Node {
-    live: Vec<u8>,
-    durable: Option<Vec<u8>>,
+    live: CowBytes,
+    /// As of the last sync; `None`: never synced. Sharing chunks with `live`,
+    /// a sync is a copy of the chunk list, not of the bytes.
+    durable: Option<CowBytes>,
     /// Sectors written since the last sync.
     dirty: BTreeSet<usize>,
-    /// Shortest live length since the last sync. Bytes below it that are in no
-    /// dirty sector equal the durable bytes, so a sync need not copy the file.
-    low_water: usize,
     locks: FileLocks,
     shm: Shm,
 }
@@ -109,14 +109,13 @@ fn grow(image: &mut Vec<u8>, len: usize) {
 impl Node {
     /// A file as a restored disk has it: synced, nothing pending.
     fn synced(bytes: &[u8]) -> Node {
-        Node { live: bytes.to_vec(), durable: Some(bytes.to_vec()), low_water: bytes.len(), ..Node::default() }
+        let live = CowBytes::from_slice(bytes);
+        Node { durable: Some(live.clone()), live, ..Node::default() }
     }
 
     /// Read at `offset`; zero-fills past the end and says whether `buf` was filled.
     fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
-        let start = offset.min(self.live.len());
-        let n = (self.live.len() - start).min(buf.len());
-        buf[..n].copy_from_slice(&self.live[start..start + n]);
+        let n = self.live.read(offset, buf);
         buf[n..].fill(0);
         n == buf.len()
     }
@@ -125,46 +124,56 @@ impl Node {
         if data.is_empty() {
             return;
         }
+        world::disk_changed();
         let end = offset + data.len();
-        grow(&mut self.live, end);
-        self.live[offset..end].copy_from_slice(data);
+        self.live.write(offset, data);
         self.dirty.extend(offset / SECTOR_BYTES..=(end - 1) / SECTOR_BYTES);
     }
 
     fn truncate(&mut self, len: usize) {
+        world::disk_changed();
         if len > self.live.len() {
             // Extending writes zeros: those sectors change too.
             self.dirty.extend(self.live.len() / SECTOR_BYTES..len.div_ceil(SECTOR_BYTES));
         }
-        self.live.resize(len, 0);
-        self.low_water = self.low_water.min(len);
+        self.live.resize(len);
     }
 
-    /// Make the live image durable, copying only what changed since the last sync.
+    /// Make the live image durable.
     fn sync(&mut self) {
-        let durable = self.durable.get_or_insert_with(Vec::new);
-        durable.truncate(self.low_water);
-        durable.resize(self.live.len(), 0);
-        for &sector in &self.dirty {
-            let range = sector_range(sector, self.live.len());
-            durable[range.clone()].copy_from_slice(&self.live[range]);
-        }
+        world::disk_changed();
+        self.durable = Some(self.live.clone());
         self.dirty.clear();
-        self.low_water = self.live.len();
     }
 
+    /// The file's state for a crash image taken later.
+    fn state(&self) -> FileState {
+        FileState { live: self.live.clone(), durable: self.durable.clone(), dirty: self.dirty.clone() }
+    }
+}
+
+/// One file as a crash at this moment would find it, kept for later (cheap:
+/// the contents share chunks with the disk).
+#[derive(Clone, Debug)]
+struct FileState {
+    live: CowBytes,
+    durable: Option<CowBytes>,
+    dirty: BTreeSet<usize>,
+}
+
+impl FileState {
     /// What of this file survives a crash per `spec`; `None` if it does not exist.
     fn surviving(&self, spec: CrashSpec, rng: &mut ChaCha8Rng) -> Option<Vec<u8>> {
         match (spec.mode, spec.torn) {
-            (FaultMode::ProcessCrash, _) => Some(self.live.clone()),
-            (FaultMode::PowerLoss, false) => self.durable.clone(),
+            (FaultMode::ProcessCrash, _) => Some(self.live.to_vec()),
+            (FaultMode::PowerLoss, false) => self.durable.as_ref().map(CowBytes::to_vec),
             (FaultMode::PowerLoss, true) => self.torn(rng),
         }
     }
 
     /// The durable image with every dirty sector surviving, vanishing or torn.
     fn torn(&self, rng: &mut ChaCha8Rng) -> Option<Vec<u8>> {
-        let mut image = self.durable.clone();
+        let mut image = self.durable.as_ref().map(CowBytes::to_vec);
         for &sector in &self.dirty {
             let fate = fault::draw_sector_fate(rng);
             let range = sector_range(sector, self.live.len());
@@ -174,11 +183,30 @@ impl Node {
             let image = image.get_or_insert_with(Vec::new);
             grow(image, range.end);
             match fate {
-                SectorFate::Survives => image[range.clone()].copy_from_slice(&self.live[range]),
+                SectorFate::Survives => {
+                    self.live.read(range.start, &mut image[range.clone()]);
+                }
                 _ => rng.fill_bytes(&mut image[range]),
             }
         }
         image
+    }
+}
+
+/// Every file of this thread's disk as a crash at one moment would find it.
+/// Taking it costs a reference count per file; [`VfsState::surviving`] makes
+/// the crash image from it later, exactly as [`capture`] would have then.
+#[derive(Clone, Debug, Default)]
+pub struct VfsState {
+    files: Vec<(String, FileState)>,
+}
+
+impl VfsState {
+    /// What survives a crash per `spec` (torn draws from `rng`, in path then sector order).
+    pub fn surviving(&self, spec: CrashSpec, rng: &mut ChaCha8Rng) -> VfsImage {
+        let files =
+            self.files.iter().filter_map(|(path, file)| Some((path.clone(), file.surviving(spec, rng)?))).collect();
+        VfsImage { files }
     }
 }
 
@@ -350,6 +378,12 @@ fn with_disk<R>(f: impl FnOnce(&mut BTreeMap<String, NodeRef>) -> R) -> R {
     DISK.with(|disk| f(&mut disk.borrow_mut()))
 }
 
+/// [`with_disk`] for a change of the set of files.
+fn change_disk<R>(f: impl FnOnce(&mut BTreeMap<String, NodeRef>) -> R) -> R {
+    world::disk_changed();
+    with_disk(f)
+}
+
 /// Register the VFS with SQLite (idempotent, thread-safe). Not the default VFS.
 pub fn register() {
     static ONCE: Once = Once::new();
@@ -363,26 +397,24 @@ pub fn register() {
 
 /// Forget every file of this thread's disk (a new seed starts).
 pub fn reset() {
-    with_disk(BTreeMap::clear);
+    change_disk(BTreeMap::clear);
 }
 
 /// What survives a crash now, per `spec`.
 pub fn capture(spec: CrashSpec, rng: &mut ChaCha8Rng) -> VfsImage {
+    state().surviving(spec, rng)
+}
+
+/// Every file's state now, for a crash image made later.
+pub fn state() -> VfsState {
     let nodes: Vec<(String, NodeRef)> = with_disk(|disk| disk.iter().map(|(p, n)| (p.clone(), n.clone())).collect());
-    let files = nodes
-        .into_iter()
-        .filter_map(|(path, node)| {
-            let bytes = lock(&node).surviving(spec, rng)?;
-            Some((path, bytes))
-        })
-        .collect();
-    VfsImage { files }
+    VfsState { files: nodes.into_iter().map(|(path, node)| (path, lock(&node).state())).collect() }
 }
 
 /// Replace this thread's disk by `image` (after a crash): durable = live = image.
 pub fn restore(image: &VfsImage) {
     let files = image.files.iter().map(|(path, bytes)| (path.clone(), Arc::new(Mutex::new(Node::synced(bytes)))));
-    with_disk(|disk| *disk = files.collect());
+    change_disk(|disk| *disk = files.collect());
 }
 
 /// The paths of this thread's files, in order.
@@ -393,14 +425,14 @@ pub fn file_names() -> Vec<String> {
 /// The live image of `path` on this thread's disk.
 pub fn live_bytes(path: &str) -> Option<Vec<u8>> {
     let node = with_disk(|disk| disk.get(path).cloned())?;
-    let bytes = lock(&node).live.clone();
+    let bytes = lock(&node).live.to_vec();
     Some(bytes)
 }
 
 /// The durable image of `path` on this thread's disk (`None` if never synced).
 pub fn durable_bytes(path: &str) -> Option<Vec<u8>> {
     let node = with_disk(|disk| disk.get(path).cloned())?;
-    let bytes = lock(&node).durable.clone();
+    let bytes = lock(&node).durable.as_ref().map(CowBytes::to_vec);
     bytes
 }
 
@@ -471,7 +503,10 @@ unsafe fn path_of<'a>(name: *const c_char) -> Option<&'a str> {
 fn open_node(path: &str, create: bool) -> Option<NodeRef> {
     with_disk(|disk| match disk.get(path) {
         Some(node) => Some(node.clone()),
-        None if create => Some(disk.entry(path.to_string()).or_default().clone()),
+        None if create => {
+            world::disk_changed();
+            Some(disk.entry(path.to_string()).or_default().clone())
+        }
         None => None,
     })
 }
@@ -556,7 +591,7 @@ unsafe extern "C" fn x_delete(_vfs: *mut ffi::sqlite3_vfs, name: *const c_char, 
             return ffi::SQLITE_IOERR_DELETE;
         }
         if let Some(path) = path_of(name) {
-            with_disk(|disk| disk.remove(path));
+            change_disk(|disk| disk.remove(path));
         }
         ffi::SQLITE_OK
     })
@@ -680,7 +715,7 @@ unsafe extern "C" fn x_close(file: *mut ffi::sqlite3_file) -> c_int {
         let mut handle = Box::from_raw(std::mem::replace(&mut (*sim).handle, std::ptr::null_mut()));
         release_all(&mut handle);
         if let (true, Some(path)) = (handle.delete_on_close, &handle.path) {
-            with_disk(|disk| {
+            change_disk(|disk| {
                 if disk.get(path).is_some_and(|node| Arc::ptr_eq(node, &handle.node)) {
                     disk.remove(path);
                 }
@@ -868,6 +903,7 @@ mod tests {
         node.write(600, &[3; 5]);
         node.sync();
         assert_eq!(node.durable.as_ref(), Some(&node.live));
+        assert_eq!(node.durable.as_ref().map(CowBytes::to_vec), Some(node.live.to_vec()));
     }
 
     #[test]
@@ -877,7 +913,7 @@ mod tests {
         node.write(0, &[7; 512]);
         let mut seen = BTreeSet::new();
         for seed in 0..32 {
-            let image = node.torn(&mut ChaCha8Rng::seed_from_u64(seed));
+            let image = node.state().torn(&mut ChaCha8Rng::seed_from_u64(seed));
             seen.insert(image.as_ref().map(|i| i == &vec![7; 512]));
             assert!(image.as_ref().is_none_or(|i| i.len() == 512));
         }

@@ -4,14 +4,21 @@
 //! The disk modules ([`crate::vfs`], [`crate::lmdb_io`]) call [`durability_point`]
 //! at each of their durability points, with none of their own state borrowed:
 //! when the point is the planned crash, the world captures both disks' crash images.
+//!
+//! A *capturing* world ([`World::capturing`]) crashes nowhere but keeps, for
+//! every point, the state both disks are in there ([`DiskState`], copy-on-write
+//! so each costs a few reference counts): any point's crash image can then be
+//! made after the run, without running the workload up to the point again.
+//! A *resumed* world ([`World::resumed`]) starts a run just after such a crash.
 
 use crate::fault::{CrashAt, CrashSpec, Crashed, PointKind};
-use crate::lmdb_io::{self, LmdbImage};
-use crate::vfs::{self, VfsImage};
+use crate::lmdb_io::{self, LmdbImage, LmdbState};
+use crate::vfs::{self, VfsImage, VfsState};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 /// Where a run stands, for naming a crash point in a failure.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -43,7 +50,7 @@ impl std::fmt::Display for PointRecord {
 }
 
 /// Where a crash point was hit: its kind and the block the host was running.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Site {
     pub kind: PointKind,
     pub height: u64,
@@ -54,6 +61,52 @@ pub struct Site {
 pub struct CrashImages {
     pub sqlite: VfsImage,
     pub lmdb: LmdbImage,
+}
+
+/// Both disks at one crash point of a capturing run, for a crash image made later.
+#[derive(Clone, Debug, Default)]
+pub struct DiskState {
+    pub sqlite: VfsState,
+    pub lmdb: LmdbState,
+}
+
+impl DiskState {
+    /// Both disks now.
+    pub fn now() -> DiskState {
+        DiskState { sqlite: vfs::state(), lmdb: lmdb_io::state() }
+    }
+
+    /// The crash images a crash here leaves, per `spec`: exactly what a run
+    /// that crashed here would have captured, given the same `rng`.
+    pub fn surviving(&self, spec: CrashSpec, rng: &mut ChaCha8Rng) -> CrashImages {
+        CrashImages { sqlite: self.sqlite.surviving(spec, rng), lmdb: self.lmdb.surviving(spec, rng) }
+    }
+}
+
+/// What a capturing run recorded at one crash point.
+#[derive(Clone, Debug)]
+pub struct Captured {
+    pub database: &'static str,
+    /// The file name only (see [`PointRecord::file`]).
+    pub file: String,
+    pub at: Position,
+    /// Shared with the neighbouring points when no disk changed in between.
+    pub disks: Arc<DiskState>,
+}
+
+thread_local! {
+    /// Bumped at every change of either disk: a capture can reuse the previous
+    /// point's state when nothing changed since.
+    static DISK_GENERATION: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A disk of this thread changed (a write, a sync, a file created or deleted).
+pub fn disk_changed() {
+    DISK_GENERATION.with(|g| g.set(g.get() + 1));
+}
+
+fn disk_generation() -> u64 {
+    DISK_GENERATION.with(Cell::get)
 }
 
 /// One run's world. Installed per thread with [`install`].
@@ -72,6 +125,11 @@ pub struct World {
     sites: Vec<Site>,
     position: Position,
     time_ms: i64,
+    /// Capturing runs: what each point would leave, by ordinal.
+    capturing: bool,
+    captured: Vec<Captured>,
+    /// The generation and state of the last capture.
+    last_capture: Option<(u64, Arc<DiskState>)>,
 }
 
 /// Simulated wall-clock time SQLite sees at the start of a run (2022-01-01).
@@ -82,7 +140,7 @@ impl World {
         World {
             spec,
             sqlite_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5_1173),
-            torn_rng: ChaCha8Rng::seed_from_u64(seed ^ 0x7_0e2),
+            torn_rng: torn_rng(seed),
             next_ordinal: 0,
             crash_plan: crash_plan.into(),
             counts: BTreeMap::new(),
@@ -91,8 +149,49 @@ impl World {
             sites: Vec::new(),
             position: Position::default(),
             time_ms: EPOCH_MS,
+            capturing: false,
+            captured: Vec::new(),
+            last_capture: None,
         }
     }
+
+    /// A run that crashes nowhere and records every point's [`Captured`] state.
+    pub fn capturing(seed: u64, spec: CrashSpec) -> World {
+        World { capturing: true, ..World::new(seed, spec, Vec::new()) }
+    }
+
+    /// A run that starts just after the crash `crash` (which left `images`,
+    /// drawn from `torn_rng`), with `crash_plan` still ahead: the state a run
+    /// that had crashed there is in, without having run up to the point. Its
+    /// next point takes the ordinal after the crash's.
+    pub fn resumed(
+        seed: u64,
+        spec: CrashSpec,
+        crash_plan: Vec<CrashAt>,
+        crash: PointRecord,
+        images: CrashImages,
+        torn_rng: ChaCha8Rng,
+    ) -> World {
+        let next_ordinal = crash.ordinal + 1;
+        World {
+            torn_rng,
+            next_ordinal,
+            crashed: Some(crash),
+            images: Some(images),
+            ..World::new(seed, spec, crash_plan)
+        }
+    }
+
+    /// The states a capturing run recorded, by ordinal.
+    pub fn take_captured(&mut self) -> Vec<Captured> {
+        self.last_capture = None;
+        std::mem::take(&mut self.captured)
+    }
+}
+
+/// The rng of torn-write draws of a run of `seed`, as the run starts.
+pub fn torn_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ 0x7_0e2)
 }
 
 impl World {
@@ -149,6 +248,9 @@ pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> 
         let count = w.counts.entry((kind, height)).or_default();
         *count += 1;
         let here = CrashAt { at: kind, block: height, nth: *count };
+        if w.capturing {
+            return Ok(Some(None));
+        }
         if w.crash_plan.front() != Some(&here) {
             return Ok(None);
         }
@@ -158,23 +260,44 @@ pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> 
         let file = file.rsplit('/').next().unwrap_or(file).to_string();
         let record = PointRecord { kind, ordinal, named: here, database, file, at: w.position };
         w.crashed = Some(record);
-        Ok(Some(w.spec))
+        Ok(Some(Some(w.spec)))
     });
     match crash_now {
         None | Some(Ok(None)) => Ok(()),
         Some(Err(crashed)) => Err(crashed),
-        Some(Ok(Some(spec))) => {
+        Some(Ok(Some(None))) => {
+            capture_point(database, file);
+            Ok(())
+        }
+        Some(Ok(Some(Some(spec)))) => {
             freeze(spec);
             Err(Crashed)
         }
     }
 }
 
+/// Record the disks' state at this point of a capturing run. Called with no
+/// borrow of the world held (the disks borrow their own state).
+fn capture_point(database: &'static str, file: &str) {
+    let generation = disk_generation();
+    let reuse = with(|w| match &w.last_capture {
+        Some((g, disks)) if *g == generation => Some(disks.clone()),
+        _ => None,
+    })
+    .flatten();
+    let disks = reuse.unwrap_or_else(|| Arc::new(DiskState::now()));
+    let file = file.rsplit('/').next().unwrap_or(file).to_string();
+    with(|w| {
+        w.last_capture = Some((generation, disks.clone()));
+        w.captured.push(Captured { database, file, at: w.position, disks });
+    });
+}
+
 /// Capture both disks' crash images. Called with no borrow of the world held,
 /// since the disks borrow their own state; the torn rng is moved out meanwhile.
 fn freeze(spec: CrashSpec) {
     let mut rng = with(|w| w.torn_rng.clone()).expect("world installed");
-    let images = CrashImages { sqlite: vfs::capture(spec, &mut rng), lmdb: lmdb_io::capture(spec, &mut rng) };
+    let images = DiskState::now().surviving(spec, &mut rng);
     with(|w| {
         w.torn_rng = rng;
         w.images = Some(images);

@@ -2,7 +2,8 @@
 
 use crate::error::{Error, Result};
 use heed::types::Str;
-use heed::{CommitOrAbort, Database, Env, EnvOpenOptions};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -10,6 +11,10 @@ pub(crate) struct LmdbKv {
     /// `None` only while closing.
     env: Option<Env>,
     db: Database<'static, Str, Str>,
+    /// The read transaction every read uses, begun at the first read after the
+    /// last commit (this store is the environment's only writer, and `commit`
+    /// ends it first, so it always sees the last commit).
+    reader: RefCell<Option<RoTxn<'static, heed::WithTls>>>,
 }
 
 impl LmdbKv {
@@ -25,29 +30,40 @@ impl LmdbKv {
                 opener.create_database::<Str, Str>(wtxn, None).map(CommitOrAbort::<_, ()>::Commit)
             })?
             .unwrap_commit();
-        Ok(LmdbKv { env: Some(env), db })
+        Ok(LmdbKv { env: Some(env), db, reader: RefCell::new(None) })
     }
 
     fn env(&self) -> &Env {
         self.env.as_ref().expect("LMDB environment is open until drop")
     }
 
+    /// Run `read` in the current read transaction (begun if there is none).
+    fn with_reader<R>(&self, read: impl FnOnce(&RoTxn<'static, heed::WithTls>) -> Result<R>) -> Result<R> {
+        let mut reader = self.reader.borrow_mut();
+        let txn = match reader.as_ref() {
+            Some(txn) => txn,
+            None => reader.insert(self.env().clone().static_read_txn()?),
+        };
+        read(txn)
+    }
+
     pub(crate) fn get(&self, key: &str) -> Result<Option<String>> {
-        let rtxn = self.env().read_txn()?;
-        Ok(self.db.get(&rtxn, key)?.map(str::to_owned))
+        self.with_reader(|rtxn| Ok(self.db.get(rtxn, key)?.map(str::to_owned)))
     }
 
     pub(crate) fn scan_prefix(&self, prefix: &str) -> Result<BTreeMap<String, String>> {
-        let rtxn = self.env().read_txn()?;
-        // LMDB rejects a zero-length key, so the empty prefix is a full iteration.
-        match prefix {
-            "" => collect(self.db.iter(&rtxn)?),
-            _ => collect(self.db.prefix_iter(&rtxn, prefix)?),
-        }
+        self.with_reader(|rtxn| {
+            // LMDB rejects a zero-length key, so the empty prefix is a full iteration.
+            match prefix {
+                "" => collect(self.db.iter(rtxn)?),
+                _ => collect(self.db.prefix_iter(rtxn, prefix)?),
+            }
+        })
     }
 
     /// Write every change of a block in one LMDB transaction and commit it.
     pub(crate) fn commit(&self, writes: &BTreeMap<String, Option<String>>) -> Result<()> {
+        self.reader.borrow_mut().take();
         let mut wtxn = self.env().write_txn()?;
         for (key, value) in writes {
             match value {
@@ -64,7 +80,9 @@ impl LmdbKv {
 
 impl Drop for LmdbKv {
     fn drop(&mut self) {
-        // Really close, so that the path can be opened again in this process.
+        // Really close, so that the path can be opened again in this process
+        // (the read transaction holds the environment too: end it first).
+        self.reader.get_mut().take();
         if let Some(env) = self.env.take() {
             env.prepare_for_closing().wait();
         }

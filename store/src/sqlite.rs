@@ -3,6 +3,7 @@
 
 use crate::config::{Design, JournalMode, Mutant, StoreConfig, Synchronous};
 use crate::error::{Error, Result};
+use rusqlite::types::{Type, ValueRef};
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -67,6 +68,11 @@ fn corrupt_or(path: &Path, error: Error) -> Error {
 }
 
 fn apply_settings(conn: &Connection, config: &StoreConfig) -> Result<()> {
+    // Query planner stability: a statement is planned once. Without it, SQLite
+    // (built with STAT4) re-prepares a range query at every new binding of its
+    // bounds, which made transcript reads cost a full parse each. Results and
+    // file contents are the same either way.
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     let wanted = match config.journal_mode {
         JournalMode::Delete => "delete",
         JournalMode::Wal => "wal",
@@ -132,6 +138,36 @@ pub(crate) fn read_items(conn: &Connection, stream: &str, start: u64, end: u64) 
         Ok((row.get::<_, i64>(0)? as u64, row.get::<_, String>(1)?))
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// [`read_items`] without copying: `visit` sees each item in place. A row
+/// that does not convert fails with the error `read_items` would return.
+pub(crate) fn visit_items(
+    conn: &Connection,
+    stream: &str,
+    start: u64,
+    end: u64,
+    mut visit: impl FnMut(u64, &str) -> Result<()>,
+) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT position, item FROM streamItem
+         WHERE streamName = ?1 AND position >= ?2 AND position < ?3 ORDER BY position",
+    )?;
+    let mut rows = stmt.query(params![stream, start as i64, end as i64])?;
+    while let Some(row) = rows.next()? {
+        let position = row.get::<_, i64>(0)? as u64;
+        let item = match row.get_ref(1)? {
+            ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+                .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, Type::Text, Box::new(e)))?,
+            _ => {
+                // Not text: the conversion error of `read_items`, exactly.
+                row.get::<_, String>(1)?;
+                return Err(Error::Invariant("a non-text transcript item converted to text".into()));
+            }
+        };
+        visit(position, item)?;
+    }
+    Ok(())
 }
 
 pub(crate) fn delete_stream(conn: &Connection, stream: &str) -> Result<()> {

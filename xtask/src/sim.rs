@@ -2,7 +2,7 @@
 //! process per job, and summarise. `--seed S` runs one seed in this process
 //! with its readable trace.
 
-use crate::pool::{run_pool, PoolConfig, SeedSet};
+use crate::pool::{run_pool_with, PoolConfig, SeedSet};
 use crate::report;
 use crate::worker;
 use clap::Args;
@@ -62,6 +62,20 @@ pub struct SimArgs {
     /// Test hook: `SEED:panic|abort|hang` makes that seed misbehave in its worker.
     #[arg(long, hide = true)]
     pub misbehave: Vec<String>,
+    /// Crash at every crash point of each seed, one after the other, and check
+    /// each recovery (the workload runs once per seed; see README, Performance).
+    #[arg(long)]
+    pub exhaustive: bool,
+    /// With --exhaustive: after each recovery, `recover` (check only),
+    /// `next-block` (run the block in flight again) or `to-end`.
+    #[arg(long, value_parser = parse_depth, default_value = "next-block", requires = "exhaustive")]
+    pub depth: sim::run::Depth,
+}
+
+/// An exhaustive depth: recover, next-block or to-end.
+pub fn parse_depth(text: &str) -> Result<sim::run::Depth, String> {
+    sim::run::Depth::parse(text)
+        .ok_or_else(|| format!("unknown depth `{text}` (expected recover, next-block or to-end)"))
 }
 
 /// `--shard K/N`.
@@ -166,6 +180,11 @@ pub fn run(args: SimArgs) -> ExitCode {
         return ExitCode::from(2);
     }
     summary.finish(started.elapsed().as_secs_f64());
+    if args.exhaustive {
+        let points = summary.crashes;
+        let rate = points as f64 / summary.elapsed_seconds.max(1e-9);
+        println!("exhaustive: {points} crash points explored in {:.2} s ({rate:.0} points/s)", summary.elapsed_seconds);
+    }
     report(&summary, &args)
 }
 
@@ -224,13 +243,23 @@ fn run_single(seed: u64, plan: &Plan, args: &SimArgs, summary: &mut Summary) {
         let flags = Flags { mode: plan.mode, torn: args.torn };
         let case =
             Case::from_seed(&SeedConfig { seed, design: *design, flags, verbose: true }).with_mutation(plan.mutation);
-        let report = run_case(&case, &root);
+        let run = |case: &Case| match args.exhaustive {
+            true => sim::run::run_exhaustive(case, &root, args.depth),
+            false => run_case(case, &root),
+        };
+        let report = run(&case);
         for line in report.trace.lines() {
             println!("{line}");
         }
         let mut result = SeedResult::from_report(&report, &plan.repro);
+        if let (true, Some(failure)) = (args.exhaustive, result.failure.as_mut()) {
+            failure.repro += " --exhaustive";
+            if args.depth != sim::run::Depth::default() {
+                failure.repro += &format!(" --depth {}", args.depth.name());
+            }
+        }
         if args.check_determinism {
-            let again = run_case(&Case { verbose: false, ..case }, &root);
+            let again = run(&Case { verbose: false, ..case });
             if again.trace.hash() != report.trace.hash() {
                 let message = format!("two runs differ: trace {} vs {}", report.trace.hash(), again.trace.hash());
                 result = worker::with_failure(result, FailureKind::Nondeterministic, &message, &plan.repro);
@@ -267,7 +296,11 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) -> Result<(), St
         seed_timeout: Duration::from_secs(args.seed_timeout_secs.max(1)),
         deadline: None,
     };
-    run_pool(&config, |result| {
+    let mut worker_args = Vec::new();
+    if args.exhaustive {
+        worker_args = vec!["--exhaustive".to_string(), "--depth".to_string(), args.depth.name().to_string()];
+    }
+    run_pool_with(&config, &worker_args, |result| {
         if let Some(failure) = &result.failure {
             println!(
                 "FAILED seed {} design {}: {}; repro: {}",

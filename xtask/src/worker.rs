@@ -45,6 +45,12 @@ pub struct WorkerArgs {
     /// Test hook: `SEED:panic|abort|hang` makes that seed misbehave.
     #[arg(long)]
     pub misbehave: Vec<String>,
+    /// Crash at every crash point of each seed (see `cargo xtask sim --exhaustive`).
+    #[arg(long)]
+    pub exhaustive: bool,
+    /// How far each exhaustive point runs after its recovery.
+    #[arg(long, value_parser = crate::sim::parse_depth, default_value = "next-block")]
+    pub depth: sim::run::Depth,
 }
 
 pub fn run(args: WorkerArgs) -> ExitCode {
@@ -65,6 +71,9 @@ pub fn run(args: WorkerArgs) -> ExitCode {
     let (root, _) = scratch_root();
     install_cleanup(root.clone());
     quiet_panics();
+    if args.exhaustive {
+        EXHAUSTIVE.with(|e| e.set(Some(args.depth)));
+    }
     let seeds = SeedSet { start: args.start, count: None, stride: args.stride, offset: args.offset };
     let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn, mutant: args.mutant.clone() };
     let mut out = std::io::stdout().lock();
@@ -88,6 +97,8 @@ pub fn run(args: WorkerArgs) -> ExitCode {
 
 thread_local! {
     static PANIC_SEED: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) };
+    /// `Some` when this worker explores every crash point of its seeds.
+    static EXHAUSTIVE: std::cell::Cell<Option<sim::run::Depth>> = const { std::cell::Cell::new(None) };
 }
 
 /// The test hook behind `--misbehave`: exercises the parent's handling of a
@@ -141,16 +152,30 @@ fn run_caught(case: &Case, root: &Path, repro: &ReproFlags) -> SeedResult {
     let panic_here = PANIC_SEED.with(|p| p.get()) == Some(case.seed);
     let run = || {
         assert!(!panic_here, "injected panic (--misbehave)");
-        run_case(case, root)
+        match EXHAUSTIVE.with(|e| e.get()) {
+            Some(depth) => sim::run::run_exhaustive(case, root, depth),
+            None => run_case(case, root),
+        }
     };
     match catch_unwind(AssertUnwindSafe(run)) {
-        Ok(report) => SeedResult::from_report(&report, repro),
+        Ok(report) => exhaustive_repro(SeedResult::from_report(&report, repro)),
         Err(panic) => {
             let _ = sim::world::uninstall();
             let config = SeedConfig { seed: case.seed, design: case.design, flags: Flags::default(), verbose: false };
             panicked(&config, &panic_message(panic.as_ref()), repro)
         }
     }
+}
+
+/// An exhaustive run's failure is reproduced by an exhaustive run.
+pub fn exhaustive_repro(mut result: SeedResult) -> SeedResult {
+    if let (Some(depth), Some(failure)) = (EXHAUSTIVE.with(|e| e.get()), result.failure.as_mut()) {
+        failure.repro += " --exhaustive";
+        if depth != sim::run::Depth::default() {
+            failure.repro += &format!(" --depth {}", depth.name());
+        }
+    }
+    result
 }
 
 /// The result of a seed whose run panicked or whose worker died.

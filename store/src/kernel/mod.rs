@@ -22,9 +22,40 @@ use run_queue::read_u64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use syscalls::LiveSyscalls;
 use workers::Workers;
+
+/// Feeds formatted text straight into a hash, with no string in between.
+struct HashWriter(Sha256);
+
+impl std::fmt::Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Whether `Debug` of `text` escapes nothing but `"` and `\\` (ASCII, no
+/// control characters): then [`hash_escaped`] writes exactly its bytes.
+fn debug_is_plain(text: &str) -> bool {
+    text.bytes().all(|b| (0x20..0x7f).contains(&b))
+}
+
+/// The inside of `format!("{text:?}")` for a [`debug_is_plain`] text, hashed.
+fn hash_escaped(hasher: &mut Sha256, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if *b == b'"' || *b == b'\\' {
+            hasher.update(&bytes[start..i]);
+            hasher.update(if *b == b'"' { b"\\\"" } else { b"\\\\" });
+            start = i + 1;
+        }
+    }
+    hasher.update(&bytes[start..]);
+}
 
 /// Limits of the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -237,12 +268,25 @@ impl Kernel {
     fn finish_crank(&mut self, crank: u64) -> Result<()> {
         self.store.kv_set(keys::CRANK_NUMBER, &(crank + 1).to_string())?;
         let previous = self.store.kv_get(keys::ACTIVITY_HASH)?.unwrap_or_default();
-        let mut hasher = Sha256::new();
-        hasher.update(previous.as_bytes());
+        let mut hasher = HashWriter(Sha256::new());
+        hasher.0.update(previous.as_bytes());
         for (key, value) in self.store.crank_writes().into_iter().flatten() {
-            hasher.update(format!("{key}\0{value:?}\n").as_bytes());
+            // The bytes of `format!("{key}\0{value:?}\n")`, hashed as they are formatted.
+            hasher.0.update(key.as_bytes());
+            hasher.0.update(b"\0");
+            match value {
+                Some(value) if debug_is_plain(value) => {
+                    hasher.0.update(b"Some(\"");
+                    hash_escaped(&mut hasher.0, value);
+                    hasher.0.update(b"\")\n");
+                }
+                None => hasher.0.update(b"None\n"),
+                value => {
+                    let _ = writeln!(hasher, "{value:?}");
+                }
+            }
         }
-        self.store.kv_set(keys::ACTIVITY_HASH, &hex16(&hasher.finalize()))?;
+        self.store.kv_set(keys::ACTIVITY_HASH, &hex16(&hasher.0.finalize()))?;
         self.store.commit_crank()
     }
 
@@ -277,7 +321,7 @@ impl Kernel {
         if !self.vat_exists(vat)? {
             return Ok(None);
         }
-        workers::rebuild(&self.store, vat, &mut self.workers.stats).map(Some)
+        workers::rebuild(&self.store, vat, &mut self.workers).map(Some)
     }
 
     /// Run one delivery live: the transcript entry, and the vat's error if any.
@@ -457,6 +501,12 @@ impl Kernel {
         self.store.stream_read(&span.stream, span.start, span.end)
     }
 
+    /// [`Kernel::span_items`] without copying: `visit` sees each item in place.
+    pub fn span_visit(&self, vat: &str, visit: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
+        let span = transcript::span(&self.store, vat)?;
+        self.store.stream_visit(&span.stream, span.start, span.end, visit)
+    }
+
     /// The chained hash of every crank's kv changes.
     pub fn activity_hash(&self) -> Result<String> {
         Ok(self.store.kv_get(keys::ACTIVITY_HASH)?.unwrap_or_default())
@@ -474,5 +524,41 @@ impl Kernel {
     /// Close both databases for real.
     pub fn close(self) {
         self.store.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The activity hash's fast path hashes exactly the bytes of `format!`.
+    #[test]
+    fn hashed_debug_matches_format() {
+        for value in [
+            None,
+            Some(""),
+            Some("plain"),
+            Some(r#"{"a":"b\"c","d":"e\\f"}"#),
+            Some("tab\tnew\nline"),
+            Some("é ü ✓"),
+            Some("quote ' and \u{7f}"),
+        ] {
+            let value = value.map(str::to_string);
+            let mut fast = HashWriter(Sha256::new());
+            fast.0.update(b"key\0");
+            match &value {
+                Some(text) if debug_is_plain(text) => {
+                    fast.0.update(b"Some(\"");
+                    hash_escaped(&mut fast.0, text);
+                    fast.0.update(b"\")\n");
+                }
+                None => fast.0.update(b"None\n"),
+                other => {
+                    let _ = writeln!(fast, "{other:?}");
+                }
+            }
+            let expected = Sha256::digest(format!("key\0{value:?}\n").as_bytes());
+            assert_eq!(fast.0.finalize(), expected, "{value:?}");
+        }
     }
 }

@@ -58,7 +58,7 @@ impl Workers {
 }
 
 /// Rebuild a vat's worker: evaluate its current bundle, replay its span.
-pub(crate) fn rebuild(store: &SwingStore, vat: &str, stats: &mut WorkerStats) -> Result<VatWorker> {
+pub(crate) fn rebuild(store: &SwingStore, vat: &str, workers: &mut Workers) -> Result<VatWorker> {
     let source =
         store.kv_get(&keys::source(vat))?.ok_or_else(|| Error::Invariant(format!("vat {vat} has no source")))?;
     let mut worker = VatWorker::evaluate(&source)
@@ -67,11 +67,13 @@ pub(crate) fn rebuild(store: &SwingStore, vat: &str, stats: &mut WorkerStats) ->
     if store.mutant() == Some(Mutant::ReplayFromZero) {
         span.start = 0;
     }
-    let entries = transcript::read(store, vat, &span)?;
-    for (offset, entry) in entries.iter().enumerate() {
+    let entries = transcript::read_remembered(store, vat, &span)?;
+    let stats = &mut workers.stats;
+    for (offset, decoded) in entries.iter().enumerate() {
+        let entry = &decoded.entry;
         let position = span.start + offset as u64;
-        let mut replay = ReplaySyscalls { vat, position, expected: &entry.sc, next: 0 };
-        let outcome = match worker.deliver(&entry.d, &mut replay) {
+        let mut replay = ReplaySyscalls { vat, position, expected: &entry.sc, described: &decoded.results, next: 0 };
+        let outcome = match worker.deliver_described(&entry.d, Some(&decoded.delivery), &mut replay) {
             Ok(()) => None,
             Err(DeliverError::Vat(message)) => Some(message),
             Err(DeliverError::Kernel(error)) => return Err(error),
@@ -92,6 +94,8 @@ struct ReplaySyscalls<'a> {
     vat: &'a str,
     position: u64,
     expected: &'a [SyscallRecord],
+    /// `describe` of each expected result.
+    described: &'a [String],
     next: usize,
 }
 
@@ -110,6 +114,10 @@ impl ReplaySyscalls<'_> {
 }
 
 impl SyscallHandler for ReplaySyscalls<'_> {
+    fn described_result(&self) -> Option<&str> {
+        self.next.checked_sub(1).and_then(|last| self.described.get(last)).map(String::as_str)
+    }
+
     fn syscall(&mut self, syscall: Syscall) -> Result<SyscallResult> {
         match self.expected.get(self.next) {
             Some(record) if record.s == syscall => {

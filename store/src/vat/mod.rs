@@ -7,6 +7,7 @@ mod bundles;
 mod worker;
 
 pub use bundles::{bundle, BundleDef, Defect, BUNDLES};
+pub use worker::hex;
 pub(crate) use worker::hex16;
 pub use worker::{DeliverError, SyscallHandler, VatWorker};
 

@@ -27,6 +27,12 @@ impl From<Error> for DeliverError {
 /// Answers a vat's syscalls.
 pub trait SyscallHandler {
     fn syscall(&mut self, syscall: Syscall) -> Result<SyscallResult, Error>;
+
+    /// The JSON text of the result the last `syscall` returned, when the
+    /// handler has it at hand (replay: it was recorded); `None`: serialise it.
+    fn described_result(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The heap: everything here depends on every delivery and syscall result.
@@ -66,8 +72,21 @@ impl VatWorker {
 
     /// Run one delivery to completion.
     pub fn deliver(&mut self, delivery: &Delivery, sys: &mut dyn SyscallHandler) -> Result<(), DeliverError> {
+        self.deliver_described(delivery, None, sys)
+    }
+
+    /// [`VatWorker::deliver`], given `describe(delivery)` when the caller has it.
+    pub fn deliver_described(
+        &mut self,
+        delivery: &Delivery,
+        described: Option<&str>,
+        sys: &mut dyn SyscallHandler,
+    ) -> Result<(), DeliverError> {
         self.heap.deliveries += 1;
-        self.mix(&super::describe(delivery));
+        self.heap.history = match described {
+            Some(text) => fnv1a(self.heap.history, text.as_bytes()),
+            None => mix_described(self.heap.history, delivery),
+        };
         let mut calls = Calls { sys, heap: &mut self.heap };
         match delivery {
             Delivery::StartVat { params } => start_vat(self.bundle, params, &mut calls),
@@ -98,15 +117,40 @@ impl VatWorker {
             h.stopped
         )
     }
-
-    fn mix(&mut self, text: &str) {
-        self.heap.history = fnv1a(self.heap.history, text.as_bytes());
-    }
 }
 
 /// The first 16 hex digits of a digest.
 pub(crate) fn hex16(bytes: &[u8]) -> String {
-    bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hex(&bytes[..bytes.len().min(8)])
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
+}
+
+/// `fnv1a(hash, describe(value))`, with the JSON text written into a reused
+/// buffer instead of a new string: the same bytes, mixed the same way.
+fn mix_described<T: Serialize>(hash: u64, value: &T) -> u64 {
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    BUFFER.with(|buffer| match buffer.try_borrow_mut() {
+        Ok(mut buffer) => {
+            buffer.clear();
+            match serde_json::to_writer(&mut *buffer, value) {
+                Ok(()) => fnv1a(hash, &buffer),
+                Err(_) => fnv1a(hash, super::describe(value).as_bytes()),
+            }
+        }
+        Err(_) => fnv1a(hash, super::describe(value).as_bytes()),
+    })
 }
 
 fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {
@@ -129,7 +173,10 @@ struct Calls<'a> {
 impl Calls<'_> {
     fn call(&mut self, syscall: Syscall) -> Result<SyscallResult, DeliverError> {
         let result = self.sys.syscall(syscall)?;
-        self.heap.history = fnv1a(self.heap.history, super::describe(&result).as_bytes());
+        self.heap.history = match self.sys.described_result() {
+            Some(text) => fnv1a(self.heap.history, text.as_bytes()),
+            None => mix_described(self.heap.history, &result),
+        };
         Ok(result)
     }
 

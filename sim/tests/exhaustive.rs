@@ -1,0 +1,102 @@
+//! Crash states captured in one pass: a faulty run that starts from the
+//! reference's capture of its first crash is the run that executes the
+//! workload up to it; exhaustive exploration crashes at every point and finds
+//! what single crashes find.
+
+use sim::fault::FaultMode;
+use sim::options::{Flags, SeedOptions};
+use sim::run::{run_case, run_case_from_start, run_exhaustive, scratch_root, Case, CrashPlan, Depth, SeedReport};
+use store::Design;
+
+fn case(seed: u64, design: Design, mode: Option<FaultMode>, torn: bool, blocks: Option<u64>) -> Case {
+    let flags = Flags { mode, torn };
+    Case {
+        seed,
+        design,
+        options: SeedOptions::derive_sized(seed, &flags, blocks),
+        plan: CrashPlan::Seeded,
+        mutation: None,
+        verbose: true,
+    }
+}
+
+fn same(a: &SeedReport, b: &SeedReport) {
+    assert_eq!(a.trace.lines(), b.trace.lines());
+    assert_eq!(a.trace.hash(), b.trace.hash());
+    assert_eq!(a.crashes, b.crashes);
+    assert_eq!(a.failure, b.failure);
+    assert_eq!(a.recoveries_checked, b.recoveries_checked);
+    assert_eq!(a.final_state, b.final_state);
+}
+
+/// Starting the faulty run from the captured crash state changes nothing:
+/// every mode, torn writes, a failing design, one and two crashes.
+#[test]
+fn resumed_faulty_run_equals_the_run_from_the_start() {
+    let root = scratch_root().0;
+    let mut crashes = 0;
+    for seed in 0..6 {
+        for (design, mode, torn) in [
+            (Design::StartPosition, Some(FaultMode::PowerLoss), false),
+            (Design::StartPosition, Some(FaultMode::PowerLoss), true),
+            (Design::LengthZero, Some(FaultMode::ProcessCrash), false),
+            (Design::RamBuffer, Some(FaultMode::PowerLoss), true),
+        ] {
+            let case = case(seed, design, mode, torn, Some(5));
+            let resumed = run_case(&case, &root);
+            let from_start = run_case_from_start(&case, &root);
+            same(&resumed, &from_start);
+            crashes += resumed.crashes.len();
+        }
+    }
+    assert!(crashes >= 24, "only {crashes} crashes");
+}
+
+/// Each point explored to the end is what a run planned to crash there finds.
+#[test]
+fn every_point_explored_is_the_single_crash_run() {
+    let root = scratch_root().0;
+    for (seed, design) in [(1, Design::StartPosition), (2, Design::LengthZero)] {
+        let base = case(seed, design, Some(FaultMode::PowerLoss), true, Some(3));
+        let exhaustive = run_exhaustive(&base, &root, Depth::ToEnd);
+        assert_eq!(exhaustive.crashes.len(), exhaustive.plan.len(), "one crash per point");
+        assert!(exhaustive.plan.len() > 20, "{} points", exhaustive.plan.len());
+        let points: Vec<String> =
+            exhaustive.trace.lines().iter().filter(|l| l.starts_with("point ")).cloned().collect();
+        assert_eq!(points.len(), exhaustive.plan.len());
+        for (ordinal, named) in exhaustive.plan.iter().enumerate().step_by(5) {
+            let single = run_case(&Case { plan: CrashPlan::Explicit(vec![*named]), ..base.clone() }, &root);
+            assert_eq!(single.crashes.len(), 1, "point {ordinal}: {named}");
+            assert_eq!(single.crashes[0], exhaustive.crashes[ordinal], "point {ordinal}");
+            // The single run's lines after its crash plan are the point's lines.
+            let after_plan: Vec<&String> =
+                single.trace.lines().iter().skip_while(|l| !l.starts_with("crash plan")).skip(1).collect();
+            let failed = single.failure.is_some();
+            let lines = &after_plan[..after_plan.len() - 1];
+            let hash = {
+                let mut trace = sim::trace::Trace::new(false);
+                lines.iter().for_each(|l| trace.line((*l).clone()));
+                trace.hash()
+            };
+            assert!(points[ordinal].ends_with(&format!("trace {hash}")), "point {ordinal}: {}", points[ordinal]);
+            let failed_here =
+                exhaustive.trace.lines().iter().any(|l| l.starts_with(&format!("FAILED at point {ordinal} ")));
+            assert_eq!(failed, failed_here, "point {ordinal}");
+        }
+    }
+}
+
+/// Exhaustive exploration finds the seed issue's failure of `length-zero` and
+/// none in `start-position`, and is deterministic.
+#[test]
+fn exhaustive_finds_what_it_should() {
+    let root = scratch_root().0;
+    let bad = run_exhaustive(&case(2, Design::LengthZero, None, false, Some(4)), &root, Depth::NextBlock);
+    assert!(bad.failure.is_some(), "length-zero: no point failed");
+    let good = case(2, Design::StartPosition, None, false, Some(4));
+    let first = run_exhaustive(&good, &root, Depth::NextBlock);
+    assert!(first.failure.is_none(), "{:?}", first.failure);
+    assert_eq!(first.recoveries_checked, first.plan.len() as u64);
+    let again = run_exhaustive(&Case { verbose: false, ..good }, &root, Depth::NextBlock);
+    assert_eq!(first.trace.hash(), again.trace.hash(), "verbose or not, the same hash");
+}
