@@ -174,23 +174,30 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+impl SeedReport {
+    /// The report of a case before anything ran.
+    fn empty(case: &Case) -> SeedReport {
+        SeedReport {
+            seed: case.seed,
+            design: case.design,
+            options: case.options.clone(),
+            plan: Vec::new(),
+            failure: None,
+            crashes: Vec::new(),
+            recoveries_checked: 0,
+            cranks: 0,
+            evictions: 0,
+            final_state: None,
+            trace: Trace::new(false),
+        }
+    }
+}
+
 fn run_case_in(case: &Case, base: &Path) -> SeedReport {
     let options = &case.options;
     let mut trace = Trace::new(case.verbose);
     trace.line(format!("SEED={} design={} {options}", case.seed, case.design));
-    let mut report = SeedReport {
-        seed: case.seed,
-        design: case.design,
-        options: options.clone(),
-        plan: Vec::new(),
-        failure: None,
-        crashes: Vec::new(),
-        recoveries_checked: 0,
-        cranks: 0,
-        evictions: 0,
-        final_state: None,
-        trace: Trace::new(false),
-    };
+    let mut report = SeedReport::empty(case);
     // One directory for both runs: the crash images the reference captures name
     // their files by path, and the faulty run starts from one of them.
     let dir = base.join("run");
@@ -267,19 +274,7 @@ pub fn run_exhaustive(case: &Case, root: &Path, depth: Depth) -> SeedReport {
     let options = &case.options;
     let mut trace = Trace::new(case.verbose);
     trace.line(format!("SEED={} design={} {options} exhaustive={}", case.seed, case.design, depth.name()));
-    let mut report = SeedReport {
-        seed: case.seed,
-        design: case.design,
-        options: options.clone(),
-        plan: Vec::new(),
-        failure: None,
-        crashes: Vec::new(),
-        recoveries_checked: 0,
-        cranks: 0,
-        evictions: 0,
-        final_state: None,
-        trace: Trace::new(false),
-    };
+    let mut report = SeedReport::empty(case);
     let dir = base.join("run");
     let reference = match reference_run(case, &dir, &mut trace) {
         Ok(reference) => reference,
@@ -300,6 +295,12 @@ pub fn run_exhaustive(case: &Case, root: &Path, depth: Depth) -> SeedReport {
         let named = CrashAt { at: site.kind, block: site.height, nth: *nth };
         report.plan.push(named);
         let Some((world, acked)) = resumed_world(case, &reference, ordinal, named, Vec::new()) else {
+            // Every point must be explored: a missing image is the harness's own failure.
+            failed += 1;
+            let message = format!("no crash image was captured at point {ordinal} ({named})");
+            trace.line(format!("FAILED at point {ordinal} ({named}): {message}"));
+            let failure = Failure { kind: FailureKind::InvalidPlan, message, point: None, height: named.block };
+            first_failure.get_or_insert(failure);
             continue;
         };
         let point_trace = Trace::new(case.verbose);

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use store::kernel::Kernel;
 use store::{Design, Observer, Point, Stop, StoreConfig};
 
@@ -67,7 +67,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         eprintln!("error: --seeds, --local-seeds and --jobs must be at least 1");
         return ExitCode::from(2);
     }
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let jobs = crate::pool::jobs_or_cores(args.jobs);
     let (root, warning) = scratch_root();
     if let Some(warning) = warning {
         eprintln!("{warning}");
@@ -142,16 +142,8 @@ struct Throughput {
 /// `cargo xtask sim --seeds N --mode power-loss` through the worker pool.
 fn simulator_throughput(seeds: u64, jobs: usize) -> Throughput {
     let config = PoolConfig {
-        seeds: SeedSet { start: 0, count: Some(seeds), stride: 1, offset: 0 },
-        designs: vec![DESIGN],
         mode: Some(FaultMode::PowerLoss.name().to_string()),
-        torn: false,
-        check_determinism: false,
-        mutant: None,
-        misbehave: Vec::new(),
-        jobs,
-        seed_timeout: Duration::from_secs(300),
-        deadline: None,
+        ..PoolConfig::new(SeedSet::range(0, seeds), vec![DESIGN], Some(jobs))
     };
     let started = Instant::now();
     let (mut cranks, mut failed, mut done) = (0, 0, 0);

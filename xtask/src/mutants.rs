@@ -7,7 +7,6 @@ use crate::sim::parse_number;
 use clap::Args;
 use sim::options::Mutation;
 use std::process::ExitCode;
-use std::time::Duration;
 
 #[derive(Args, Debug)]
 pub struct MutantsArgs {
@@ -23,22 +22,13 @@ pub fn run(args: MutantsArgs) -> ExitCode {
         eprintln!("error: --seeds and --jobs must be at least 1");
         return ExitCode::from(2);
     }
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     println!("| mutant | caught | seeds to detection | first failure | repro |");
     println!("|---|---|---|---|---|");
     let mut missed = 0;
     for mutation in Mutation::all() {
         let config = PoolConfig {
-            seeds: SeedSet { start: 0, count: Some(args.seeds), stride: 1, offset: 0 },
-            designs: vec![store::Design::StartPosition],
-            mode: None,
-            torn: false,
-            check_determinism: false,
             mutant: Some(mutation.name().to_string()),
-            misbehave: Vec::new(),
-            jobs,
-            seed_timeout: Duration::from_secs(300),
-            deadline: None,
+            ..PoolConfig::new(SeedSet::range(0, args.seeds), vec![store::Design::StartPosition], args.jobs)
         };
         let mut first: Option<sim::summary::FailureRecord> = None;
         let mut finished = std::collections::BTreeSet::new();

@@ -29,6 +29,11 @@ pub struct SeedSet {
 }
 
 impl SeedSet {
+    /// `count` consecutive seeds from `start`.
+    pub fn range(start: u64, count: u64) -> SeedSet {
+        SeedSet { start, count: Some(count), stride: 1, offset: 0 }
+    }
+
     pub fn seed(&self, index: u64) -> u64 {
         self.start + self.offset + index * self.stride
     }
@@ -51,7 +56,28 @@ pub struct PoolConfig {
     pub deadline: Option<Instant>,
 }
 
+/// `jobs`, or one per core.
+pub fn jobs_or_cores(jobs: Option<usize>) -> usize {
+    jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 impl PoolConfig {
+    /// A plain run: the seed picks the mode, no mutant, no deadline, a 300 s hang limit.
+    pub fn new(seeds: SeedSet, designs: Vec<Design>, jobs: Option<usize>) -> PoolConfig {
+        PoolConfig {
+            seeds,
+            designs,
+            mode: None,
+            torn: false,
+            check_determinism: false,
+            mutant: None,
+            misbehave: Vec::new(),
+            jobs: jobs_or_cores(jobs),
+            seed_timeout: Duration::from_secs(300),
+            deadline: None,
+        }
+    }
+
     fn units(&self) -> Option<u64> {
         self.seeds.count.map(|count| count * self.designs.len() as u64)
     }

@@ -155,8 +155,7 @@ fn validate(args: &SimArgs) -> Result<Plan, String> {
     if args.start.checked_add(args.seeds).is_none() {
         return Err("--start plus --seeds overflows".into());
     }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let jobs = args.jobs.unwrap_or(cores);
+    let jobs = crate::pool::jobs_or_cores(args.jobs);
     let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn, mutant: args.mutant.clone() };
     Ok(Plan { designs, mode, mutation, repro, jobs })
 }

@@ -83,16 +83,8 @@ pub fn run(args: SoakArgs) -> ExitCode {
     );
     let started = Instant::now();
     let config = PoolConfig {
-        seeds,
-        designs: designs.clone(),
-        mode: None,
-        torn: false,
-        check_determinism: false,
-        mutant: None,
-        misbehave: Vec::new(),
-        jobs: args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
-        seed_timeout: Duration::from_secs(300),
         deadline: Some(started + Duration::from_secs_f64(args.minutes * 60.0)),
+        ..PoolConfig::new(seeds, designs.clone(), args.jobs)
     };
     let mut summary = Summary::new(designs.iter().map(|d| d.name().to_string()).collect());
     let mut completed = std::collections::BTreeSet::new();

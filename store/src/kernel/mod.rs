@@ -145,6 +145,19 @@ impl CrankOutcome {
         CrankOutcome { committed, vat_outcome: None, abort: None }
     }
 
+    /// A create-vat or update-vat that failed: the crank is undone, the caller told why.
+    fn vat_action_failed(
+        vat: &str,
+        action: &'static str,
+        bundle: &str,
+        reason: String,
+        reject: Option<(String, String)>,
+    ) -> CrankOutcome {
+        let mut outcome = CrankOutcome::abort(reason.clone(), reject);
+        outcome.vat_outcome = Some(VatOutcome { vat: vat.into(), action, bundle: bundle.into(), result: Err(reason) });
+        outcome
+    }
+
     fn abort(reason: String, reject: Option<(String, String)>) -> CrankOutcome {
         CrankOutcome { committed: Vec::new(), vat_outcome: None, abort: Some(Abort { reason, reject }) }
     }
@@ -354,12 +367,7 @@ impl Kernel {
     }
 
     fn create_vat(&mut self, vat: &str, bundle: &str, params: VatParams) -> Result<CrankOutcome> {
-        let failed = |reason: String| {
-            let mut outcome = CrankOutcome::abort(reason.clone(), None);
-            let result = Err(reason);
-            outcome.vat_outcome = Some(VatOutcome { vat: vat.into(), action: "create", bundle: bundle.into(), result });
-            Ok(outcome)
-        };
+        let failed = |reason: String| Ok(CrankOutcome::vat_action_failed(vat, "create", bundle, reason, None));
         if self.vat_exists(vat)? {
             return failed(format!("vat {vat} exists"));
         }
@@ -413,11 +421,7 @@ impl Kernel {
     ) -> Result<CrankOutcome> {
         let failed = |reason: String| {
             let reject = result.clone().map(|p| (p, KERNEL_DECIDER.to_string()));
-            let mut outcome = CrankOutcome::abort(reason.clone(), reject);
-            let result = Err(reason);
-            outcome.vat_outcome =
-                Some(VatOutcome { vat: vat.into(), action: "upgrade", bundle: bundle.into(), result });
-            Ok(outcome)
+            Ok(CrankOutcome::vat_action_failed(vat, "upgrade", bundle, reason, reject))
         };
         let Some(mut old) = self.online_worker(vat)? else {
             return failed(format!("no such vat {vat}"));
