@@ -284,20 +284,7 @@ impl Kernel {
         let mut hasher = HashWriter(Sha256::new());
         hasher.0.update(previous.as_bytes());
         for (key, value) in self.store.crank_writes().into_iter().flatten() {
-            // The bytes of `format!("{key}\0{value:?}\n")`, hashed as they are formatted.
-            hasher.0.update(key.as_bytes());
-            hasher.0.update(b"\0");
-            match value {
-                Some(value) if debug_is_plain(value) => {
-                    hasher.0.update(b"Some(\"");
-                    hash_escaped(&mut hasher.0, value);
-                    hasher.0.update(b"\")\n");
-                }
-                None => hasher.0.update(b"None\n"),
-                value => {
-                    let _ = writeln!(hasher, "{value:?}");
-                }
-            }
+            hash_kv_write(&mut hasher, key, value);
         }
         self.store.kv_set(keys::ACTIVITY_HASH, &hex16(&hasher.0.finalize()))?;
         self.store.commit_crank()
@@ -531,6 +518,24 @@ impl Kernel {
     }
 }
 
+/// Hash the bytes of `format!("{key}\0{value:?}\n")` without formatting them
+/// (the activity hash's definition; the fast path covers plain strings).
+fn hash_kv_write(hasher: &mut HashWriter, key: &str, value: &Option<String>) {
+    hasher.0.update(key.as_bytes());
+    hasher.0.update(b"\0");
+    match value {
+        Some(value) if debug_is_plain(value) => {
+            hasher.0.update(b"Some(\"");
+            hash_escaped(&mut hasher.0, value);
+            hasher.0.update(b"\")\n");
+        }
+        None => hasher.0.update(b"None\n"),
+        value => {
+            let _ = writeln!(hasher, "{value:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,18 +554,7 @@ mod tests {
         ] {
             let value = value.map(str::to_string);
             let mut fast = HashWriter(Sha256::new());
-            fast.0.update(b"key\0");
-            match &value {
-                Some(text) if debug_is_plain(text) => {
-                    fast.0.update(b"Some(\"");
-                    hash_escaped(&mut fast.0, text);
-                    fast.0.update(b"\")\n");
-                }
-                None => fast.0.update(b"None\n"),
-                other => {
-                    let _ = writeln!(fast, "{other:?}");
-                }
-            }
+            hash_kv_write(&mut fast, "key", &value);
             let expected = Sha256::digest(format!("key\0{value:?}\n").as_bytes());
             assert_eq!(fast.0.finalize(), expected, "{value:?}");
         }
