@@ -193,20 +193,29 @@ impl SeedReport {
     }
 }
 
-fn run_case_in(case: &Case, base: &Path) -> SeedReport {
-    let options = &case.options;
+/// The first line of a seed's trace, its empty report, and its reference run in
+/// `dir`; `Err` is the finished report of a reference run that failed.
+fn start(case: &Case, dir: &Path, header_suffix: &str) -> Result<(SeedReport, Trace, Reference), Box<SeedReport>> {
     let mut trace = Trace::new(case.verbose);
-    trace.line(format!("SEED={} design={} {options}", case.seed, case.design));
+    trace.line(format!("SEED={} design={} {}{header_suffix}", case.seed, case.design, case.options));
     let mut report = SeedReport::empty(case);
-    // One directory for both runs: the crash images the reference captures name
-    // their files by path, and the faulty run starts from one of them.
-    let dir = base.join("run");
-    let reference = match reference_run(case, &dir, &mut trace) {
+    let reference = match reference_run(case, dir, &mut trace) {
         Ok(reference) => reference,
-        Err(failure) => return finish(report, trace, Some(failure)),
+        Err(failure) => return Err(Box::new(finish(report, trace, Some(failure)))),
     };
     report.cranks = reference.reports.iter().map(|r| r.cranks).sum();
     report.evictions = reference.final_snapshot.evictions;
+    Ok((report, trace, reference))
+}
+
+fn run_case_in(case: &Case, base: &Path) -> SeedReport {
+    // One directory for both runs: the crash images the reference captures name
+    // their files by path, and the faulty run starts from one of them.
+    let dir = base.join("run");
+    let (mut report, mut trace, reference) = match start(case, &dir, "") {
+        Ok(started) => started,
+        Err(report) => return *report,
+    };
     report.plan = match &case.plan {
         CrashPlan::Seeded => seeded_plan(case, &reference.sites),
         CrashPlan::Explicit(plan) => plan.clone(),
@@ -271,17 +280,11 @@ pub fn run_exhaustive(case: &Case, root: &Path, depth: Depth) -> SeedReport {
     let _one_run_at_a_time = RUN_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let base = root.join(format!("{}-{}", case.seed, case.design));
     let _cleanup = RemoveOnDrop(vec![base.clone(), root.to_path_buf()]);
-    let options = &case.options;
-    let mut trace = Trace::new(case.verbose);
-    trace.line(format!("SEED={} design={} {options} exhaustive={}", case.seed, case.design, depth.name()));
-    let mut report = SeedReport::empty(case);
     let dir = base.join("run");
-    let reference = match reference_run(case, &dir, &mut trace) {
-        Ok(reference) => reference,
-        Err(failure) => return finish(report, trace, Some(failure)),
+    let (mut report, mut trace, reference) = match start(case, &dir, &format!(" exhaustive={}", depth.name())) {
+        Ok(started) => started,
+        Err(report) => return *report,
     };
-    report.cranks = reference.reports.iter().map(|r| r.cranks).sum();
-    report.evictions = reference.final_snapshot.evictions;
     trace.line(format!("exhaustive: {} crash points", reference.sites.len()));
     let reference = Arc::new(reference);
     let mut failed = 0u64;
