@@ -11,7 +11,7 @@ use store::vat::TranscriptEntry;
 use store::Design;
 
 fn case(seed: u64) -> Case {
-    let flags = Flags { mode: Some(FaultMode::PowerLoss), torn: false };
+    let flags = Flags::crashes_only(Some(FaultMode::PowerLoss), false);
     Case {
         seed,
         design: Design::StartPosition,

@@ -1,7 +1,7 @@
 //! Failures and the comparisons that find them.
 
 use crate::node::Snapshot;
-use crate::world::PointRecord;
+use crate::world::{FaultRecord, PointRecord};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -40,10 +40,12 @@ pub enum FailureKind {
     InvalidPlan,
     /// The host could not finish its blocks (no progress within the bound).
     Stuck,
+    /// An injected I/O fault did not stop the block: the kernel reported it committed.
+    FaultIgnored,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 15] = [
+    pub const ALL: [FailureKind; 16] = [
         FailureKind::ReferenceFailed,
         FailureKind::ReplayDiverged,
         FailureKind::TranscriptMissing,
@@ -59,6 +61,7 @@ impl FailureKind {
         FailureKind::Nondeterministic,
         FailureKind::InvalidPlan,
         FailureKind::Stuck,
+        FailureKind::FaultIgnored,
     ];
 
     pub fn parse(text: &str) -> Option<FailureKind> {
@@ -92,8 +95,17 @@ pub struct Failure {
     pub message: String,
     /// The last crash before the failure, if any.
     pub point: Option<Box<PointRecord>>,
+    /// The last I/O fault before the failure, if any.
+    pub fault: Option<Box<FaultRecord>>,
     /// The block the host was at.
     pub height: u64,
+}
+
+impl Failure {
+    /// A failure with no crash or fault before it.
+    pub fn new(kind: FailureKind, height: u64, message: String) -> Failure {
+        Failure { kind, message, point: None, fault: None, height }
+    }
 }
 
 impl fmt::Display for Failure {
@@ -101,6 +113,9 @@ impl fmt::Display for Failure {
         write!(f, "{} at block {}: {}", self.kind, self.height, self.message)?;
         if let Some(point) = &self.point {
             write!(f, " (after crash at {point})")?;
+        }
+        if let Some(fault) = &self.fault {
+            write!(f, " (after I/O fault {fault})")?;
         }
         Ok(())
     }

@@ -40,6 +40,33 @@ fn zero_chunk() -> Arc<Chunk> {
     Arc::new([0; CHUNK])
 }
 
+/// A failed sync loses the file's unsynced data: each of `sectors` (of
+/// `sector_bytes`) of `live` becomes what `durable` holds there (zeros past its
+/// end; `None`: never synced, all zeros), within `live`'s length, which stays.
+/// Returns the writes made, in order, for a caller that keeps a real file too.
+pub fn lose_unsynced(
+    live: &mut CowBytes,
+    durable: Option<&CowBytes>,
+    sectors: impl IntoIterator<Item = usize>,
+    sector_bytes: usize,
+) -> Vec<(usize, Vec<u8>)> {
+    let mut writes = Vec::new();
+    for sector in sectors {
+        let start = (sector * sector_bytes).min(live.len());
+        let end = ((sector + 1) * sector_bytes).min(live.len());
+        if start == end {
+            continue;
+        }
+        let mut bytes = vec![0; end - start];
+        if let Some(durable) = durable {
+            durable.read(start, &mut bytes);
+        }
+        live.write(start, &bytes);
+        writes.push((start, bytes));
+    }
+    writes
+}
+
 impl CowBytes {
     pub fn from_slice(bytes: &[u8]) -> CowBytes {
         let mut out = CowBytes::default();

@@ -24,7 +24,36 @@
 //! and its later writes never reach the frozen image. Directory entries are not
 //! modelled separately: a file exists after power loss iff it was synced once.
 //!
-//! Deliberately absent (later issues): fsync failure, ENOSPC, write EIO.
+//! # I/O faults ([`FaultKind`])
+//!
+//! Besides crashes, a run may get I/O faults: the process lives on, one call
+//! fails, and the store must stop (no retry, no carrying on half-applied):
+//!
+//! * `fsync-eio`: an xSync of a SQLite file or an `fdatasync`/`fsync` of LMDB's
+//!   data file fails with EIO, and that file's data written since its last
+//!   sync is lost, as if power failed for that file alone: every dirty sector
+//!   reads as its durable content again (zeros past the durable end; the file
+//!   keeps its length, since LMDB has it mapped);
+//! * `enospc`: a write that extends a file (past its current end) fails with
+//!   ENOSPC (SQLite: `SQLITE_FULL`), writing nothing;
+//! * `write-eio`: a write fails with EIO (SQLite: `SQLITE_IOERR_WRITE`),
+//!   writing nothing;
+//! * `torn`: at a power loss, unsynced sectors survive, vanish or tear (above).
+//!
+//! An I/O fault is named like a crash point ([`FaultAt`]): the `nth` operation
+//! of its class ([`OpClass`]: syncs, writes, extending writes) while the host
+//! runs block `block`, counted from the start of the run or the last crash.
+//! Syncs and writes of SQLite's temp files and LMDB's lock file are not
+//! counted. After the failed call returns, the host sees the kernel's error
+//! and restarts the process on the disk as it is then: what it reads is every
+//! file's live image, and nothing becomes durable (a later power loss still
+//! loses what was never synced). The dying process can no longer do I/O. Then
+//! the checks of a crash recovery apply. A seed's faults and crashes end
+//! somewhere: after the last, the liveness phase requires every remaining
+//! block to complete.
+//!
+//! Deliberately absent: partial (short) writes, read errors, faults of
+//! directory operations, and an I/O fault and a crash at the same call.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -144,5 +173,137 @@ pub fn draw_sector_fate(rng: &mut impl rand_core::Rng) -> SectorFate {
         0 => SectorFate::Survives,
         1 => SectorFate::Vanishes,
         _ => SectorFate::Torn,
+    }
+}
+
+/// The kinds of fault beyond a plain crash, as `--faults` and the JSON name them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    FsyncEio,
+    Enospc,
+    WriteEio,
+    Torn,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 4] = [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio, FaultKind::Torn];
+    /// The kinds injected into a live run (torn happens at a crash instead).
+    pub const IO: [FaultKind; 3] = [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::FsyncEio => "fsync-eio",
+            FaultKind::Enospc => "enospc",
+            FaultKind::WriteEio => "write-eio",
+            FaultKind::Torn => "torn",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<FaultKind> {
+        Self::ALL.into_iter().find(|k| k.name() == text)
+    }
+
+    /// The operations this fault is counted over (`None`: torn, not an operation).
+    pub fn class(self) -> Option<OpClass> {
+        match self {
+            FaultKind::FsyncEio => Some(OpClass::Sync),
+            FaultKind::Enospc => Some(OpClass::Extend),
+            FaultKind::WriteEio => Some(OpClass::Write),
+            FaultKind::Torn => None,
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A set of fault kinds (`--faults`): which kinds a seed may get.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FaultSet(pub std::collections::BTreeSet<FaultKind>);
+
+impl FaultSet {
+    pub fn all() -> FaultSet {
+        FaultSet(FaultKind::ALL.into_iter().collect())
+    }
+
+    pub fn none() -> FaultSet {
+        FaultSet(Default::default())
+    }
+
+    pub fn contains(&self, kind: FaultKind) -> bool {
+        self.0.contains(&kind)
+    }
+
+    /// `all`, `none`, or a comma-separated list of kinds.
+    pub fn parse(text: &str) -> Result<FaultSet, String> {
+        match text.trim() {
+            "all" => return Ok(FaultSet::all()),
+            "none" => return Ok(FaultSet::none()),
+            _ => {}
+        }
+        let mut set = FaultSet::none();
+        for name in text.split(',').map(str::trim) {
+            let kind = FaultKind::parse(name).ok_or_else(|| {
+                let names: Vec<&str> = FaultKind::ALL.iter().map(|k| k.name()).collect();
+                format!("unknown fault kind `{name}` (expected all, none, or a list of: {})", names.join(", "))
+            })?;
+            set.0.insert(kind);
+        }
+        Ok(set)
+    }
+}
+
+impl Default for FaultSet {
+    /// Every kind: faults are on unless narrowed.
+    fn default() -> FaultSet {
+        FaultSet::all()
+    }
+}
+
+impl fmt::Display for FaultSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("none");
+        }
+        let names: Vec<&str> = self.0.iter().map(|k| k.name()).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// The operations I/O faults are counted over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OpClass {
+    /// xSync, fdatasync, fsync.
+    Sync,
+    /// Every write.
+    Write,
+    /// A write that ends past the file's current end (also counted as a write).
+    Extend,
+}
+
+/// An I/O fault as a person names it: the `nth` (from 1) operation of the
+/// fault's class while the host runs block `block`, counted from the start of
+/// the run or the last crash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultAt {
+    pub fault: FaultKind,
+    pub block: u64,
+    pub nth: u64,
+}
+
+impl fmt::Display for FaultAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let class = match self.fault.class() {
+            Some(OpClass::Sync) => "sync",
+            Some(OpClass::Write) => "write",
+            Some(OpClass::Extend) => "extending write",
+            None => "crash",
+        };
+        write!(f, "{} at {class} #{} of block {}", self.fault, self.nth, self.block)
     }
 }

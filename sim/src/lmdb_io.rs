@@ -2,8 +2,9 @@
 //!
 //! LMDB has no VFS, so the simulator observes its file I/O by defining, in the
 //! process, the libc functions LMDB calls to write and sync its data file:
-//! `pwrite`, `pwrite64`, `writev`, `pwritev`, `pwritev64`, `fdatasync`, `fsync`
-//! and `close` (the last only to invalidate the fd cache). The real calls are
+//! `pwrite`, `pwrite64`, `writev`, `pwritev`, `pwritev64`, `fdatasync`, `fsync`,
+//! `close` (only to invalidate the fd cache) and `unlink` (a removed data file
+//! leaves the model). The real calls are
 //! made with raw `syscall(2)`s. LMDB (lmdb-master-sys 0.2.6, Linux, heed's
 //! default flags) writes a commit's data pages with `pwrite` (one page run) or
 //! `lseek`+`writev` (several runs), syncs them with `fdatasync` on its main
@@ -55,6 +56,16 @@
 //! fail with `EIO` (they never reach the file, and the frozen image is a copy
 //! anyway). Errno is preserved as the real call leaves it.
 //!
+//! # I/O faults
+//!
+//! Every tracked write asks the world whether to fail ([`world::io_operation`]:
+//! ENOSPC for a planned `enospc` on a write past the file's end, EIO for
+//! `write-eio`), before anything is written. Every tracked `fdatasync`/`fsync`
+//! that passes its durability point asks too: an `fsync-eio` fault writes the
+//! durable content (zeros past its end) back over every dirty sector of the
+//! real file and the model, keeping the length (LMDB has the file mapped), and
+//! fails with EIO; the fsync-retry mutation then syncs again, "successfully".
+//!
 //! # What survives ([`capture`])
 //!
 //! * `process-crash`: every tracked `data.mdb` as the live file is now (a
@@ -73,8 +84,8 @@
 //! object is pulled in: [`track_dir`] (and [`install`]) reference every
 //! interposer, so any binary that tracks a directory gets them all.
 
-use crate::cow::CowBytes;
-use crate::fault::{self, CrashSpec, FaultMode, PointKind, SectorFate};
+use crate::cow::{lose_unsynced, CowBytes};
+use crate::fault::{self, CrashSpec, FaultKind, FaultMode, OpClass, PointKind, SectorFate};
 use crate::world;
 use libc::{c_int, c_void, iovec, off_t, size_t, ssize_t};
 use rand_chacha::ChaCha8Rng;
@@ -191,7 +202,7 @@ thread_local! {
 /// from here, which pulls their object in). [`track_dir`] calls it, so callers
 /// that track a directory need not.
 pub fn install() {
-    let symbols: [usize; 8] = [
+    let symbols: [usize; 9] = [
         pwrite as *const () as usize,
         pwrite64 as *const () as usize,
         writev as *const () as usize,
@@ -200,6 +211,7 @@ pub fn install() {
         fdatasync as *const () as usize,
         fsync as *const () as usize,
         close as *const () as usize,
+        unlink as *const () as usize,
     ];
     std::hint::black_box(symbols);
 }
@@ -376,6 +388,10 @@ unsafe fn raw_fdatasync(fd: c_int) -> c_int {
 
 unsafe fn raw_fsync(fd: c_int) -> c_int {
     libc::syscall(libc::SYS_fsync, fd) as c_int
+}
+
+unsafe fn raw_unlink(path: *const libc::c_char) -> c_int {
+    libc::syscall(libc::SYS_unlinkat, libc::AT_FDCWD, path, 0) as c_int
 }
 
 unsafe fn raw_close(fd: c_int) -> c_int {
@@ -597,9 +613,16 @@ enum At {
     Position,
 }
 
-/// A write through `fd`: `write` performs it; `gather(n)` returns its first
-/// `n` bytes (for O_DSYNC writes).
-fn tracked_write(fd: c_int, at: At, write: impl FnOnce() -> ssize_t, gather: impl FnOnce(usize) -> Vec<u8>) -> ssize_t {
+/// A write of `len` bytes through `fd`: `write` performs it; `gather(n)`
+/// returns its first `n` bytes (for O_DSYNC writes). An I/O fault planned for
+/// it fails it with ENOSPC or EIO before anything is written.
+fn tracked_write(
+    fd: c_int,
+    at: At,
+    len: usize,
+    write: impl FnOnce() -> ssize_t,
+    gather: impl FnOnce(usize) -> Vec<u8>,
+) -> ssize_t {
     let saved = errno();
     let Some(t) = classify(fd) else {
         set_errno(saved);
@@ -610,27 +633,38 @@ fn tracked_write(fd: c_int, at: At, write: impl FnOnce() -> ssize_t, gather: imp
         set_errno(libc::EIO);
         return -1;
     }
+    let start = match at {
+        At::Offset(offset) => offset,
+        // SAFETY: lseek only reads the position of `fd`.
+        At::Position => unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) },
+    };
+    if let Some(fault) = write_fault(&t, start, len) {
+        set_errno(if fault == FaultKind::Enospc { libc::ENOSPC } else { libc::EIO });
+        return -1;
+    }
     set_errno(saved);
     let n = write();
     if n <= 0 {
         return n;
     }
     let after = errno();
-    let offset = match at {
-        At::Offset(offset) => offset,
-        // SAFETY: lseek only reads the position of `fd`.
-        At::Position => (unsafe { libc::lseek(fd, 0, libc::SEEK_CUR) }) - n as i64,
-    };
-    if offset >= 0 {
+    if start >= 0 {
         let bytes = gather(n as usize);
         if t.dsync {
-            note_durable_write(&t, offset as u64, &bytes);
+            note_durable_write(&t, start as u64, &bytes);
         } else {
-            note_dirty(&t, offset as u64, &bytes);
+            note_dirty(&t, start as u64, &bytes);
         }
     }
     set_errno(after);
     n
+}
+
+/// The I/O fault the world injects into a write of `len` bytes at `offset`, if any.
+fn write_fault(t: &Tracked, offset: i64, len: usize) -> Option<FaultKind> {
+    let live_len = STATE.with(|s| s.borrow().files.get(&*t.path).map_or(0, |f| f.live.len()));
+    let extends = offset.max(0) as usize + len > live_len;
+    world::io_operation(OpClass::Write, extends, "lmdb", &t.path.to_string_lossy())
 }
 
 fn tracked_sync(fd: c_int, sync: impl FnOnce() -> c_int) -> c_int {
@@ -643,6 +677,13 @@ fn tracked_sync(fd: c_int, sync: impl FnOnce() -> c_int) -> c_int {
         set_errno(libc::EIO);
         return -1;
     }
+    if world::io_operation(OpClass::Sync, false, "lmdb", &t.path.to_string_lossy()).is_some() {
+        lose_unsynced_data(fd, &t);
+        if !world::retries_failed_sync() {
+            set_errno(libc::EIO);
+            return -1;
+        }
+    }
     set_errno(saved);
     let r = sync();
     if r != 0 {
@@ -652,6 +693,28 @@ fn tracked_sync(fd: c_int, sync: impl FnOnce() -> c_int) -> c_int {
     note_synced(&t);
     set_errno(after);
     r
+}
+
+/// An fsync-eio fault: the file's unsynced sectors read as their durable
+/// content again, in the model and in the real file (through `fd`).
+fn lose_unsynced_data(fd: c_int, t: &Tracked) {
+    world::disk_changed();
+    let writes = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let file = s.files.entry(t.path.to_path_buf()).or_default();
+        let dirty = std::mem::take(&mut file.dirty);
+        lose_unsynced(&mut file.live, file.durable.as_ref(), dirty.into_iter().map(|s| s as usize), SECTOR as usize)
+    });
+    for (offset, bytes) in writes {
+        // SAFETY: `bytes` is a live buffer of `bytes.len()` bytes.
+        let n = unsafe { raw_pwrite(fd, bytes.as_ptr().cast(), bytes.len(), offset as i64) };
+        assert_eq!(n, bytes.len() as ssize_t, "lmdb_io: reverting {} at {offset}", t.path.display());
+    }
+}
+
+/// The bytes `iov[..iovcnt]` describes.
+unsafe fn iov_len(iov: *const iovec, iovcnt: c_int) -> usize {
+    (0..iovcnt.max(0) as usize).map(|i| (*iov.add(i)).iov_len).sum()
 }
 
 /// The first `n` bytes described by `iov[..iovcnt]`.
@@ -686,6 +749,7 @@ pub unsafe extern "C" fn pwrite(fd: c_int, buf: *const c_void, count: size_t, of
         tracked_write(
             fd,
             At::Offset(offset),
+            count,
             || raw_pwrite(fd, buf, count, offset),
             |n| std::slice::from_raw_parts(buf as *const u8, n).to_vec(),
         )
@@ -710,7 +774,8 @@ pub unsafe extern "C" fn writev(fd: c_int, iov: *const iovec, iovcnt: c_int) -> 
     if !active() {
         return raw_writev(fd, iov, iovcnt);
     }
-    guarded(|| tracked_write(fd, At::Position, || raw_writev(fd, iov, iovcnt), |n| gather_iov(iov, iovcnt, n)))
+    let len = iov_len(iov, iovcnt);
+    guarded(|| tracked_write(fd, At::Position, len, || raw_writev(fd, iov, iovcnt), |n| gather_iov(iov, iovcnt, n)))
 }
 
 /// Interposed `pwritev(2)` (LMDB only with `MDB_USE_PWRITEV`, not defined here).
@@ -722,8 +787,15 @@ pub unsafe extern "C" fn pwritev(fd: c_int, iov: *const iovec, iovcnt: c_int, of
     if !active() {
         return raw_pwritev(fd, iov, iovcnt, offset);
     }
+    let len = iov_len(iov, iovcnt);
     guarded(|| {
-        tracked_write(fd, At::Offset(offset), || raw_pwritev(fd, iov, iovcnt, offset), |n| gather_iov(iov, iovcnt, n))
+        tracked_write(
+            fd,
+            At::Offset(offset),
+            len,
+            || raw_pwritev(fd, iov, iovcnt, offset),
+            |n| gather_iov(iov, iovcnt, n),
+        )
     })
 }
 
@@ -758,6 +830,37 @@ pub unsafe extern "C" fn fsync(fd: c_int) -> c_int {
         return raw_fsync(fd);
     }
     guarded(|| tracked_sync(fd, || raw_fsync(fd)))
+}
+
+/// Interposed `unlink(2)` (what `std::fs::remove_file` calls): a tracked data
+/// file that is removed leaves the model too (directory operations are durable
+/// at once, as in the SQLite VFS), so a file created again starts empty.
+///
+/// # Safety
+/// As the libc function.
+#[no_mangle]
+pub unsafe extern "C" fn unlink(path: *const libc::c_char) -> c_int {
+    if active() && !path.is_null() {
+        let path = Path::new(OsStr::from_bytes(std::ffi::CStr::from_ptr(path).to_bytes()));
+        forget_file(path);
+    }
+    raw_unlink(path)
+}
+
+/// Drop `path` from the model if it is a tracked data file.
+fn forget_file(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { return };
+    if name != OsStr::new(DATA_FILE) {
+        return;
+    }
+    let path = canonical_dir(dir).join(name);
+    world::disk_changed();
+    let _ = STATE.try_with(|s| {
+        if let Ok(mut s) = s.try_borrow_mut() {
+            s.files.remove(&path);
+            s.fds.clear();
+        }
+    });
 }
 
 /// Interposed `close(2)`: forgets what this thread knew about `fd`.

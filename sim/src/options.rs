@@ -2,7 +2,7 @@
 //! the kernel's limits, the fault mode and where to crash. One seed, one
 //! ChaCha8 stream, drawn in a fixed order: a seed means the same run everywhere.
 
-use crate::fault::{CrashSpec, FaultMode, PointKind};
+use crate::fault::{CrashSpec, FaultKind, FaultMode, FaultSet, PointKind};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::collections::BTreeMap;
@@ -15,7 +15,17 @@ use store::vat::VatParams;
 pub struct Flags {
     /// `None`: the seed picks the fault mode.
     pub mode: Option<FaultMode>,
+    /// Force torn writes at every power loss (else the seed decides, if `faults` allows).
     pub torn: bool,
+    /// The fault kinds a seed may get (`--faults`; default: all).
+    pub faults: FaultSet,
+}
+
+impl Flags {
+    /// Crashes only: no I/O faults, no torn writes unless `torn`.
+    pub fn crashes_only(mode: Option<FaultMode>, torn: bool) -> Flags {
+        Flags { mode, torn, faults: FaultSet::none() }
+    }
 }
 
 /// A deliberate defect in the system under test or the host, to prove the
@@ -25,12 +35,16 @@ pub enum Mutation {
     Store(store::Mutant),
     /// After a restart the host runs again the block the kernel had committed.
     HostRepeatsCommittedBlock,
+    /// The store's I/O layer retries a failed fsync once and carries on (as
+    /// PostgreSQL did until 2018): the retry "succeeds" with the data lost.
+    FsyncRetry,
 }
 
 impl Mutation {
     pub fn all() -> Vec<Mutation> {
         let mut all: Vec<Mutation> = store::Mutant::ALL.iter().map(|m| Mutation::Store(*m)).collect();
         all.push(Mutation::HostRepeatsCommittedBlock);
+        all.push(Mutation::FsyncRetry);
         all
     }
 
@@ -38,6 +52,7 @@ impl Mutation {
         match self {
             Mutation::Store(mutant) => mutant.name(),
             Mutation::HostRepeatsCommittedBlock => "host-repeats-committed-block",
+            Mutation::FsyncRetry => "fsync-retry",
         }
     }
 
@@ -69,6 +84,10 @@ pub struct SeedOptions {
     pub crashes: usize,
     /// Relative weights of the kinds of crash point for the first crash.
     pub point_weights: BTreeMap<PointKind, u32>,
+    /// The I/O fault kinds this seed gets (swarm: a subset of `--faults`).
+    pub io_kinds: Vec<FaultKind>,
+    /// How many I/O faults the faulty run gets (0 if `io_kinds` is empty).
+    pub io_faults: usize,
     /// The host's block log: inputs per height, starting at height 1.
     pub workload: Vec<Vec<HostInput>>,
 }
@@ -116,11 +135,35 @@ impl SeedOptions {
             false => FaultMode::ProcessCrash,
         };
         let mode = flags.mode.unwrap_or(mode);
-        let crash = CrashSpec { mode, torn: flags.torn && mode == FaultMode::PowerLoss };
         let crashes = draw.range(1, 2) as usize;
         let point_weights = PointKind::ALL.iter().map(|k| (*k, draw.range(0, 4) as u32 + 1)).collect();
         let workload = (1..=blocks).map(|height| block_inputs(&mut draw, height, vats)).collect();
-        SeedOptions { seed, vats, blocks, kernel, crash, crashes, point_weights, workload }
+        let faults = FaultDraws::derive(seed, &flags.faults);
+        let torn = (flags.torn || faults.torn) && mode == FaultMode::PowerLoss;
+        let crash = CrashSpec { mode, torn };
+        let (io_kinds, io_faults) = (faults.io_kinds, faults.io_faults);
+        SeedOptions { seed, vats, blocks, kernel, crash, crashes, point_weights, io_kinds, io_faults, workload }
+    }
+}
+
+/// The seed's fault choices, from a stream of their own (so that narrowing
+/// `--faults` leaves the workload and the crash plan of a seed as they are).
+struct FaultDraws {
+    torn: bool,
+    io_kinds: Vec<FaultKind>,
+    io_faults: usize,
+}
+
+impl FaultDraws {
+    fn derive(seed: u64, allowed: &FaultSet) -> FaultDraws {
+        let mut draw = Draw(ChaCha8Rng::seed_from_u64(seed ^ 0xfa_0175));
+        // Every kind is drawn, allowed or not, so each draw means the same for every `--faults`.
+        let torn = draw.chance(50) && allowed.contains(FaultKind::Torn);
+        let io_kinds: Vec<FaultKind> =
+            FaultKind::IO.into_iter().filter(|kind| draw.chance(50) && allowed.contains(*kind)).collect();
+        let io_faults = draw.range(0, 2) as usize;
+        let io_faults = if io_kinds.is_empty() { 0 } else { io_faults };
+        FaultDraws { torn, io_kinds, io_faults }
     }
 }
 
@@ -161,15 +204,21 @@ fn one_input(draw: &mut Draw, vats: u64) -> HostInput {
     }
 }
 
+fn kind_names(kinds: &[FaultKind]) -> String {
+    kinds.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+}
+
 impl fmt::Display for SeedOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inputs: usize = self.workload.iter().map(Vec::len).sum();
         let upgrades = self.workload.iter().flatten().filter(|i| matches!(i, HostInput::UpgradeVat { .. })).count();
         write!(
             f,
-            "mode={} torn={} vats={} blocks={} inputs={} upgrades={} worker_cap={} crashes={}",
+            "mode={} torn={} io_faults={}{} vats={} blocks={} inputs={} upgrades={} worker_cap={} crashes={}",
             self.crash.mode,
             self.crash.torn,
+            self.io_faults,
+            if self.io_kinds.is_empty() { String::new() } else { format!(" ({})", kind_names(&self.io_kinds)) },
             self.vats,
             self.blocks,
             inputs,

@@ -8,12 +8,12 @@
 //! [`run_exhaustive`] recovers every point of the seed from one pass.
 
 use crate::check::{diff_heaps, diff_kv, diff_spans, Failure, FailureKind};
-use crate::fault::{CrashAt, PointKind};
+use crate::fault::{CrashAt, FaultAt, OpClass, PointKind};
 use crate::node::{self, Inbox, KernelSetup, Request, Snapshot};
 use crate::options::{Flags, Mutation, SeedOptions};
 use crate::oracle::Oracle;
 use crate::trace::Trace;
-use crate::world::{self, Captured, PointRecord, Site, World};
+use crate::world::{self, Captured, FaultRecord, PointRecord, Site, World};
 use crate::{lmdb_io, vfs};
 use futures::channel::{mpsc, oneshot};
 use madsim::runtime::{Handle, Runtime};
@@ -46,6 +46,15 @@ pub enum CrashPlan {
     Explicit(Vec<CrashAt>),
 }
 
+/// Where the I/O faults of a run come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultPlan {
+    /// Drawn from the seed over the reference run's I/O operations.
+    Seeded,
+    /// Named operations (scenarios, shrunk cases); empty: no I/O fault.
+    Explicit(Vec<FaultAt>),
+}
+
 /// Everything one run is a function of.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -54,6 +63,7 @@ pub struct Case {
     pub design: Design,
     pub options: SeedOptions,
     pub plan: CrashPlan,
+    pub faults: FaultPlan,
     /// A deliberate defect to run with (`None` always, but for `mutants`).
     pub mutation: Option<Mutation>,
     pub verbose: bool,
@@ -70,6 +80,7 @@ impl Case {
             design: config.design,
             options: SeedOptions::derive(config.seed, &config.flags),
             plan: CrashPlan::Seeded,
+            faults: FaultPlan::Seeded,
             mutation: None,
             verbose: config.verbose,
         }
@@ -84,8 +95,12 @@ pub struct SeedReport {
     pub options: SeedOptions,
     /// The crash plan the faulty run followed.
     pub plan: Vec<CrashAt>,
+    /// The I/O faults planned for the faulty run.
+    pub fault_plan: Vec<FaultAt>,
     pub failure: Option<Failure>,
     pub crashes: Vec<PointRecord>,
+    /// The I/O faults injected, in order.
+    pub faults: Vec<FaultRecord>,
     pub recoveries_checked: u64,
     pub cranks: u64,
     pub evictions: u64,
@@ -106,6 +121,8 @@ struct Reference {
     sites: Vec<Site>,
     /// What each crash point would leave, by ordinal.
     captured: Vec<Captured>,
+    /// I/O operations per (class, block).
+    io_counts: BTreeMap<(OpClass, u64), u64>,
 }
 
 /// Serializes runs within a process: SQLite's PRNG is process-global, so two
@@ -182,8 +199,10 @@ impl SeedReport {
             design: case.design,
             options: case.options.clone(),
             plan: Vec::new(),
+            fault_plan: Vec::new(),
             failure: None,
             crashes: Vec::new(),
+            faults: Vec::new(),
             recoveries_checked: 0,
             cranks: 0,
             evictions: 0,
@@ -222,13 +241,45 @@ fn run_case_in(case: &Case, base: &Path) -> SeedReport {
     };
     let named: Vec<String> = report.plan.iter().map(|c| c.to_string()).collect();
     trace.line(format!("crash plan: {} (of {} crash points)", named.join(", "), reference.sites.len()));
+    report.fault_plan = match &case.faults {
+        FaultPlan::Seeded => seeded_faults(case, &reference.io_counts),
+        FaultPlan::Explicit(faults) => faults.clone(),
+    };
+    if !report.fault_plan.is_empty() {
+        let named: Vec<String> = report.fault_plan.iter().map(|f| f.to_string()).collect();
+        trace.line(format!("I/O fault plan: {}", named.join(", ")));
+    }
     let reference = Arc::new(reference);
-    let faulty = faulty_run(case, &dir, report.plan.clone(), reference, trace);
+    let faulty = faulty_run(case, &dir, report.plan.clone(), report.fault_plan.clone(), reference, trace);
     report.crashes = faulty.crashes;
+    report.faults = faulty.faults;
     report.recoveries_checked = faulty.recoveries;
     report.final_state = faulty.final_state;
-    let failure = faulty.failure.or_else(|| unreached(&faulty.unreached));
-    finish(report, faulty.trace, failure)
+    let mut trace = faulty.trace;
+    // A seeded fault may name an operation that an event before it made the run
+    // skip (a block committed before it, a block re-run with fewer operations,
+    // the store created again at height 1): it is not injected, and not
+    // counted. So may a seeded crash, once an I/O fault changed the run's
+    // course. Named ones must be reached, and so must seeded crashes in a run
+    // without I/O faults (the run then follows the reference exactly).
+    let faults_unreached = match case.faults {
+        FaultPlan::Seeded => not_reached(&mut trace, &faulty.faults_unreached),
+        FaultPlan::Explicit(_) => &faulty.faults_unreached[..],
+    };
+    let crashes_unreached = match case.plan {
+        CrashPlan::Seeded if !report.faults.is_empty() => not_reached(&mut trace, &faulty.unreached),
+        _ => &faulty.unreached[..],
+    };
+    let failure = faulty.failure.or_else(|| unreached(crashes_unreached, faults_unreached));
+    finish(report, trace, failure)
+}
+
+/// Say in the trace that the seeded `events` were not reached; none is a failure.
+fn not_reached<'a, T: std::fmt::Display>(trace: &mut Trace, events: &[T]) -> &'a [T] {
+    for event in events {
+        trace.line(format!("not injected: {event} (the run did not reach it)"));
+    }
+    &[]
 }
 
 /// How far exhaustive exploration runs the workload after each recovery.
@@ -302,12 +353,13 @@ pub fn run_exhaustive(case: &Case, root: &Path, depth: Depth) -> SeedReport {
             failed += 1;
             let message = format!("no crash image was captured at point {ordinal} ({named})");
             trace.line(format!("FAILED at point {ordinal} ({named}): {message}"));
-            let failure = Failure { kind: FailureKind::InvalidPlan, message, point: None, height: named.block };
+            let failure = Failure::new(FailureKind::InvalidPlan, named.block, message);
             first_failure.get_or_insert(failure);
             continue;
         };
         let point_trace = Trace::new(case.verbose);
         let outcome = host_run(case, &dir, reference.clone(), world, Some(acked), 1, depth.limit(), point_trace);
+        debug_assert!(outcome.faults.is_empty(), "exhaustive runs plan no I/O faults");
         report.crashes.extend(outcome.crashes.iter().cloned());
         report.recoveries_checked += outcome.recoveries;
         for line in outcome.trace.lines() {
@@ -328,11 +380,15 @@ pub fn run_exhaustive(case: &Case, root: &Path, depth: Depth) -> SeedReport {
     finish(report, trace, first_failure)
 }
 
-/// A plan that names a point the run never reached is not a passing run.
-fn unreached(left: &[CrashAt]) -> Option<Failure> {
-    let first = left.first()?;
-    let message = format!("the crash plan names {first}, which the run never reached");
-    Some(Failure { kind: FailureKind::InvalidPlan, message, point: None, height: first.block })
+/// A plan that names a point or an operation the run never reached is not a passing run.
+fn unreached(crashes_left: &[CrashAt], faults_left: &[FaultAt]) -> Option<Failure> {
+    if let Some(first) = crashes_left.first() {
+        let message = format!("the crash plan names {first}, which the run never reached");
+        return Some(Failure::new(FailureKind::InvalidPlan, first.block, message));
+    }
+    let first = faults_left.first()?;
+    let message = format!("the I/O fault plan names {first}, which the run never reached");
+    Some(Failure::new(FailureKind::InvalidPlan, first.block, message))
 }
 
 fn finish(mut report: SeedReport, mut trace: Trace, failure: Option<Failure>) -> SeedReport {
@@ -387,6 +443,35 @@ fn name_site(sites: &[Site], ordinal: usize) -> CrashAt {
     CrashAt { at: site.kind, block: site.height, nth }
 }
 
+/// Where a seed's I/O faults go: each of a kind the seed gets, at an operation
+/// of the fault's class drawn uniformly from all the reference run made.
+fn seeded_faults(case: &Case, io_counts: &BTreeMap<(OpClass, u64), u64>) -> Vec<FaultAt> {
+    let options = &case.options;
+    let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ 0x10_fa17);
+    let mut plan = Vec::new();
+    for _ in 0..options.io_faults {
+        let fault = options.io_kinds[(rng.next_u64() % options.io_kinds.len() as u64) as usize];
+        let class = fault.class().expect("an I/O fault kind");
+        let counts: Vec<(u64, u64)> =
+            io_counts.iter().filter(|((c, _), _)| *c == class).map(|((_, block), n)| (*block, *n)).collect();
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            continue;
+        }
+        let mut ticket = rng.next_u64() % total;
+        for (block, n) in counts {
+            if ticket < n {
+                plan.push(FaultAt { fault, block, nth: ticket + 1 });
+                break;
+            }
+            ticket -= n;
+        }
+    }
+    plan.sort();
+    plan.dedup();
+    plan
+}
+
 /// A fresh madsim runtime for one run of the seed.
 fn runtime(seed: u64) -> Runtime {
     let mut runtime = Runtime::with_seed_and_config(seed, madsim::Config::default());
@@ -439,13 +524,28 @@ impl KernelHandle {
     /// Kill the node, let the simulated time pass so that its tasks (and the
     /// databases they own) are dropped, then start it again from `images`.
     async fn crash_and_restart(&mut self, images: &world::CrashImages) {
+        self.kill().await;
+        vfs::restore(&images.sqlite);
+        lmdb_io::restore(&images.lmdb);
+        self.start_node();
+    }
+
+    /// Stop the process (its I/O fails from now on), kill the node, and start
+    /// it again on the disks as they are: a process restart, no crash image.
+    async fn stop_and_restart(&mut self) {
+        world::stop_process();
+        self.kill().await;
+        world::restarted();
+        self.start_node();
+    }
+
+    /// Kill the node and let the simulated time pass so that its tasks (and
+    /// the databases they own) are dropped.
+    async fn kill(&self) {
         if let Some(id) = self.id {
             Handle::current().kill(id);
             madsim::time::sleep(Duration::from_secs(1)).await;
         }
-        vfs::restore(&images.sqlite);
-        lmdb_io::restore(&images.lmdb);
-        self.start_node();
     }
 
     async fn run_block(&self, height: u64, inputs: Vec<HostInput>) -> store::Result<BlockReport> {
@@ -491,8 +591,7 @@ fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Result<Reference
     let body = async move {
         let kernel = KernelHandle::start(kernel_setup);
         let mut oracle = Oracle::default();
-        let fail =
-            |height: u64, message: String| Failure { kind: FailureKind::ReferenceFailed, message, point: None, height };
+        let fail = |height: u64, message: String| Failure::new(FailureKind::ReferenceFailed, height, message);
         let mut reference = Reference {
             reports: Vec::new(),
             snapshots: vec![kernel.snapshot(false).await.map_err(|e| fail(0, e.to_string()))?],
@@ -500,6 +599,7 @@ fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Result<Reference
             final_snapshot: Snapshot::default(),
             sites: Vec::new(),
             captured: Vec::new(),
+            io_counts: BTreeMap::new(),
         };
         for (index, inputs) in workload.into_iter().enumerate() {
             let height = index as u64 + 1;
@@ -524,6 +624,7 @@ fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Result<Reference
     add_phase(|p| &mut p.reference, started);
     let mut reference = result?;
     reference.sites = world.sites().to_vec();
+    reference.io_counts = world.io_counts().clone();
     reference.captured = world.take_captured();
     for report in &reference.reports {
         trace.line(describe_block(report));
@@ -555,9 +656,12 @@ fn describe_block(report: &BlockReport) -> String {
 struct FaultyOutcome {
     failure: Option<Failure>,
     crashes: Vec<PointRecord>,
+    faults: Vec<FaultRecord>,
     recoveries: u64,
     /// Planned crashes the run never reached.
     unreached: Vec<CrashAt>,
+    /// Planned I/O faults the run never injected.
+    faults_unreached: Vec<FaultAt>,
     final_state: Option<Snapshot>,
     trace: Trace,
 }
@@ -569,36 +673,65 @@ struct Host {
     /// a block the kernel committed before the crash.
     repeats_committed_block: bool,
     crashes: Vec<PointRecord>,
+    faults: Vec<FaultRecord>,
     recoveries: u64,
     /// The last block whose commit the host saw acknowledged.
     acked: u64,
+    /// The liveness phase has begun: no crash or fault is planned any more.
+    liveness: bool,
     /// The kernel's state at the end, when the run got there.
     final_state: Option<Snapshot>,
     trace: Trace,
 }
 
+/// Why the host restarts the kernel.
+enum Restart {
+    /// The run crashed: the world holds the crash and the images it left.
+    Crash,
+    /// An I/O fault was injected: the process stops and a new one starts on
+    /// the disk as it is (every file's live image).
+    Fault(FaultRecord),
+    /// Liveness phase: a block failed; a new process tries it again.
+    Retry,
+}
+
+/// In the liveness phase, how many times the host restarts the kernel for one
+/// block before the seed is stuck.
+const LIVENESS_RESTARTS: usize = 1;
+
 /// The faulty run. It does not run the workload up to its first crash again:
 /// the reference run is that run (same seed, same points), so the run starts
 /// from the crash image the reference captured at the first planned point, as
 /// a run that crashed there would (ordinals, torn draws and trace alike), and
-/// recovers. With no crash planned, or a first crash the reference never
-/// reached, it runs from the start.
-fn faulty_run(case: &Case, dir: &Path, plan: Vec<CrashAt>, reference: Arc<Reference>, trace: Trace) -> FaultyOutcome {
-    let crashes_planned = plan.len();
-    let resume = match FROM_START.with(std::cell::Cell::get) {
+/// recovers. With no crash planned, a first crash the reference never
+/// reached, or an I/O fault planned in its block or before, it runs from the
+/// start (an I/O fault needs the live process).
+fn faulty_run(
+    case: &Case,
+    dir: &Path,
+    plan: Vec<CrashAt>,
+    faults: Vec<FaultAt>,
+    reference: Arc<Reference>,
+    trace: Trace,
+) -> FaultyOutcome {
+    let events = plan.len() + faults.len();
+    let resumable = plan.first().is_some_and(|first| faults.iter().all(|f| f.block > first.block));
+    let resume = match FROM_START.with(std::cell::Cell::get) || !resumable {
         true => None,
-        false => plan.first().and_then(|first| resume_at(case, &reference, *first, plan[1..].to_vec())),
+        false => resume_at(case, &reference, plan[0], plan[1..].to_vec()),
     };
     let (world, acked) = match resume {
         Some((world, acked)) => (world, Some(acked)),
         None => (World::new(case.seed, case.options.crash, plan), None),
     };
-    host_run(case, dir, reference, world, acked, crashes_planned, None, trace)
+    let world = world.with_faults(faults, case.mutation == Some(Mutation::FsyncRetry));
+    host_run(case, dir, reference, world, acked, events, None, trace)
 }
 
 /// Run the host in `world`: from a crash with `acked` blocks acknowledged, or
-/// from the start (`None`); with `limit`, only that many blocks after the start
-/// (or the first recovery), without the final check.
+/// from the start (`None`), with `events` crashes and faults planned; with
+/// `limit`, only that many blocks after the start (or the first recovery),
+/// without the final check.
 #[allow(clippy::too_many_arguments)]
 fn host_run(
     case: &Case,
@@ -606,7 +739,7 @@ fn host_run(
     reference: Arc<Reference>,
     world: World,
     acked: Option<u64>,
-    crashes_planned: usize,
+    events: usize,
     limit: Option<u64>,
     trace: Trace,
 ) -> FaultyOutcome {
@@ -618,8 +751,10 @@ fn host_run(
             reference,
             repeats_committed_block,
             crashes: Vec::new(),
+            faults: Vec::new(),
             recoveries: 0,
             acked: acked.unwrap_or(0),
+            liveness: false,
             final_state: None,
             trace,
         };
@@ -628,16 +763,17 @@ fn host_run(
             None => KernelHandle::start(kernel_setup),
         };
         let start = if acked.is_some() { Start::Crashed } else { Start::Fresh };
-        let failure = host.drive(&mut kernel, &workload, crashes_planned, start, limit).await.err();
-        let unreached = world::crashes_left();
-        (host, failure, unreached)
+        let failure = host.drive(&mut kernel, &workload, events, start, limit).await.err();
+        (host, failure, world::crashes_left(), world::faults_left())
     };
-    let ((host, failure, unreached), _world) = in_world(case, dir, world, body);
+    let ((host, failure, unreached, faults_unreached), _world) = in_world(case, dir, world, body);
     FaultyOutcome {
         failure,
         crashes: host.crashes,
+        faults: host.faults,
         recoveries: host.recoveries,
         unreached,
+        faults_unreached,
         final_state: host.final_state,
         trace: host.trace,
     }
@@ -662,16 +798,18 @@ fn resumed_world(
     rest: Vec<CrashAt>,
 ) -> Option<(World, u64)> {
     let captured = reference.captured.get(ordinal)?;
-    let record = PointRecord {
+    let mut record = PointRecord {
         kind: named.at,
         ordinal: ordinal as u64,
         named,
         database: captured.database,
         file: captured.file.clone(),
         at: captured.at,
+        torn: false,
     };
     let mut rng = world::torn_rng(case.seed);
     let images = captured.disks.surviving(case.options.crash, &mut rng);
+    record.torn = rng.get_word_pos() != world::torn_rng(case.seed).get_word_pos();
     let world = World::resumed(case.seed, case.options.crash, rest, record, images, rng);
     // The host sees block h committed when run_block(h) returns: a crash while
     // it runs block h (or opens the store, h = 0) leaves h - 1 acknowledged.
@@ -703,35 +841,42 @@ enum Start {
 
 impl Host {
     fn failure(&self, kind: FailureKind, height: u64, message: String) -> Failure {
-        Failure { kind, message, point: self.crashes.last().cloned().map(Box::new), height }
+        let point = self.crashes.last().cloned().map(Box::new);
+        let fault = self.faults.last().cloned().map(Box::new);
+        Failure { kind, message, point, fault, height }
     }
 
-    /// Run the workload from `start`, recovering from every crash, up to the
-    /// final check; with `limit`, stop without it after that many blocks.
+    /// Run the workload from `start`, recovering from every crash and I/O
+    /// fault (`events` are planned), up to the final check; with `limit`, stop
+    /// without it after that many blocks.
     async fn drive(
         &mut self,
         kernel: &mut KernelHandle,
         workload: &[Vec<HostInput>],
-        crashes: usize,
+        events: usize,
         start: Start,
         limit: Option<u64>,
     ) -> Result<(), Failure> {
+        let mut retries = 0;
         let mut height = match start {
-            Start::Crashed => self.recover(kernel, crashes).await? + 1,
+            Start::Crashed => self.recover(kernel, events, Restart::Crash).await? + 1,
             Start::Fresh => {
                 // Open the store at height 0, as the reference run does, so that crash
                 // points of the first open are named alike in both runs.
                 world::set_height(0);
                 match kernel.snapshot(false).await {
-                    Ok(_) => 1,
-                    Err(_) if world::is_crashed() => self.recover(kernel, crashes).await? + 1,
-                    Err(error) => return Err(self.failure(FailureKind::of_error(&error), 0, error.to_string())),
+                    Ok(_) => match world::take_fault() {
+                        Some(fault) => return Err(self.fault_ignored(kernel, events, 0, fault).await),
+                        None => 1,
+                    },
+                    Err(error) => self.restart_after(kernel, events, 0, error, &mut retries).await? + 1,
                 }
             }
         };
         let stop_after = limit.map(|blocks| height - 1 + blocks);
-        // Each block runs once, plus once more per crash; the bound guards the loop.
-        let max_attempts = workload.len() * (crashes + 1) + crashes + 1;
+        // Each block runs once, plus once more per planned event and liveness
+        // restart; the bound guards the loop.
+        let max_attempts = workload.len() * (events + 1 + LIVENESS_RESTARTS) + events + 1;
         for _ in 0..max_attempts {
             if stop_after.is_some_and(|last| height > last) {
                 return Ok(());
@@ -739,25 +884,92 @@ impl Host {
             if height > workload.len() as u64 {
                 return self.check_final(kernel).await;
             }
+            self.enter_liveness(height, workload.len());
             world::set_height(height);
             let started = phase_clock();
             let ran = kernel.run_block(height, workload[height as usize - 1].clone()).await;
             add_phase(|p| &mut p.faulty, started);
             match ran {
                 Ok(report) => {
+                    if let Some(fault) = world::take_fault() {
+                        return Err(self.fault_ignored(kernel, events, height, fault).await);
+                    }
                     let started = phase_clock();
                     let checked = self.check_block(&report);
                     add_phase(|p| &mut p.checks, started);
                     checked?;
                     self.acked = height;
                     height += 1;
+                    retries = 0;
                     madsim::time::sleep(Duration::from_secs(5)).await;
                 }
-                Err(_) if world::is_crashed() => height = self.recover(kernel, crashes).await? + 1,
-                Err(error) => return Err(self.failure(FailureKind::of_error(&error), height, error.to_string())),
+                Err(error) => height = self.restart_after(kernel, events, height, error, &mut retries).await? + 1,
             }
         }
         Err(self.failure(FailureKind::Stuck, height, format!("no progress after {max_attempts} block attempts")))
+    }
+
+    /// Once no crash or fault is planned any more, the faults have stopped:
+    /// every remaining block must now complete (say so once, in the trace).
+    fn enter_liveness(&mut self, height: u64, blocks: usize) {
+        if self.liveness || !world::crashes_left().is_empty() || !world::faults_left().is_empty() {
+            return;
+        }
+        self.liveness = true;
+        self.trace.line(format!("liveness: nothing more planned; blocks {height}..={blocks} must complete"));
+    }
+
+    /// The kernel failed at `height` with `error`: recover from the crash or
+    /// the I/O fault behind it; in the liveness phase, restart it (at most
+    /// [`LIVENESS_RESTARTS`] times per block, counted in `retries`) and then
+    /// the seed is stuck; any other error is the seed's failure. Returns the
+    /// recovered height.
+    async fn restart_after(
+        &mut self,
+        kernel: &mut KernelHandle,
+        events: usize,
+        height: u64,
+        error: store::Error,
+        retries: &mut usize,
+    ) -> Result<u64, Failure> {
+        if world::is_crashed() {
+            return self.recover(kernel, events, Restart::Crash).await;
+        }
+        if let Some(fault) = world::take_fault() {
+            self.trace.line(format!("I/O fault {fault}: the kernel stopped: {error}"));
+            return self.recover(kernel, events, Restart::Fault(fault)).await;
+        }
+        let kind = FailureKind::of_error(&error);
+        if !self.liveness {
+            return Err(self.failure(kind, height, error.to_string()));
+        }
+        if *retries >= LIVENESS_RESTARTS {
+            let message = format!("block {height} cannot complete after {retries} restart(s): {kind}: {error}");
+            return Err(self.failure(FailureKind::Stuck, height, message));
+        }
+        *retries += 1;
+        self.trace.line(format!("liveness: block {height} failed ({error}); restarting the kernel"));
+        self.recover(kernel, events, Restart::Retry).await
+    }
+
+    /// The kernel reported block `height` committed although I/O fault
+    /// `fault` hit it. Restart on the disk as it is and check what it
+    /// reported (a lost commit fails there); if nothing was lost, the store
+    /// still carried on past a storage error.
+    async fn fault_ignored(
+        &mut self,
+        kernel: &mut KernelHandle,
+        events: usize,
+        height: u64,
+        fault: FaultRecord,
+    ) -> Failure {
+        self.trace.line(format!("I/O fault {fault} did not stop block {height}: the kernel reported it committed"));
+        self.acked = height;
+        let message = format!("the kernel reported block {height} committed after I/O fault {fault}");
+        match self.recover(kernel, events, Restart::Fault(fault)).await {
+            Err(failure) => failure,
+            Ok(_) => self.failure(FailureKind::FaultIgnored, height, message),
+        }
     }
 
     /// A block run again after a recovery must do exactly what it did in the reference.
@@ -770,18 +982,34 @@ impl Host {
         Ok(())
     }
 
-    /// Restart the kernel from the crash images (again, if recovery itself
-    /// crashes), check the recovered state, and return the recovered height.
-    async fn recover(&mut self, kernel: &mut KernelHandle, crashes: usize) -> Result<u64, Failure> {
-        for _ in 0..=crashes {
-            let Some((point, images)) = world::take_crash() else {
-                return Err(self.failure(FailureKind::KernelError, self.acked, "crash without images".into()));
+    /// Restart the kernel for `restart` (again, if recovery itself crashes or
+    /// faults), check the recovered state, and return the recovered height.
+    async fn recover(&mut self, kernel: &mut KernelHandle, events: usize, first: Restart) -> Result<u64, Failure> {
+        let mut restart = first;
+        for _ in 0..=events + LIVENESS_RESTARTS {
+            let images = match restart {
+                Restart::Crash => {
+                    let Some((point, images)) = world::take_crash() else {
+                        return Err(self.failure(FailureKind::KernelError, self.acked, "crash without images".into()));
+                    };
+                    self.trace.line(format!("crash at {point}"));
+                    self.crashes.push(point);
+                    // An I/O fault the crash cut short.
+                    self.faults.extend(world::take_fault());
+                    Some(images)
+                }
+                Restart::Fault(fault) => {
+                    self.faults.push(fault);
+                    None
+                }
+                Restart::Retry => None,
             };
-            self.trace.line(format!("crash at {point}"));
             world::set_height(self.acked + 1);
-            self.crashes.push(point);
             let started = phase_clock();
-            kernel.crash_and_restart(&images).await;
+            match &images {
+                Some(images) => kernel.crash_and_restart(images).await,
+                None => kernel.stop_and_restart().await,
+            }
             let recovered = kernel.snapshot(true).await;
             add_phase(|p| &mut p.recovery, started);
             match recovered {
@@ -791,13 +1019,17 @@ impl Host {
                     add_phase(|p| &mut p.checks, started);
                     return checked;
                 }
-                Err(_) if world::is_crashed() => continue,
-                Err(error) => {
-                    return Err(self.failure(FailureKind::of_error(&error), self.acked + 1, error.to_string()))
-                }
+                Err(_) if world::is_crashed() => restart = Restart::Crash,
+                Err(error) => match world::take_fault() {
+                    Some(fault) => {
+                        self.trace.line(format!("I/O fault {fault} during recovery: {error}"));
+                        restart = Restart::Fault(fault);
+                    }
+                    None => return Err(self.failure(FailureKind::of_error(&error), self.acked + 1, error.to_string())),
+                },
             }
         }
-        Err(self.failure(FailureKind::KernelError, self.acked, "more crashes than planned".into()))
+        Err(self.failure(FailureKind::KernelError, self.acked, "more restarts than planned events".into()))
     }
 
     fn check_recovery(&mut self, found: &Snapshot) -> Result<u64, Failure> {

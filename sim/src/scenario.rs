@@ -28,12 +28,17 @@
 //! at = "point-a"             # (counted from the previous crash for later ones)
 //! block = 2
 //! nth = 1
+//!
+//! [[fault]]                  # an I/O fault: fsync-eio (nth sync), enospc (nth extending
+//! fault = "fsync-eio"        # write) or write-eio (nth write) while the host runs `block`,
+//! block = 3                  # counted from the start or the last crash
+//! nth = 2
 //! ```
 
 use crate::check::FailureKind;
-use crate::fault::{CrashAt, CrashSpec, FaultMode, PointKind};
+use crate::fault::{CrashAt, CrashSpec, FaultAt, FaultMode, PointKind};
 use crate::options::SeedOptions;
-use crate::run::{Case, CrashPlan, SeedReport};
+use crate::run::{Case, CrashPlan, FaultPlan, SeedReport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use store::kernel::{HostInput, KernelConfig};
@@ -91,6 +96,8 @@ pub struct ScenarioFile {
     pub blocks: Vec<BlockDecl>,
     #[serde(default)]
     pub crash: Vec<Spanned<CrashAt>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fault: Vec<Spanned<FaultAt>>,
 }
 
 fn one() -> i64 {
@@ -122,6 +129,8 @@ pub struct Scenario {
     pub vats: Vec<VatDecl>,
     pub blocks: Vec<Vec<HostInput>>,
     pub plan: Vec<CrashAt>,
+    /// I/O faults, injected when their operation comes.
+    pub faults: Vec<FaultAt>,
 }
 
 /// Read and validate a scenario file; errors name the file, line and field.
@@ -169,6 +178,16 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
             return Err(at(crash.span(), "crash", message));
         }
     }
+    for fault in &file.fault {
+        let f = fault.get_ref();
+        if f.fault.class().is_none() {
+            return Err(at(fault.span(), "fault", "torn is not an I/O fault: set `torn = true` instead".into()));
+        }
+        if f.block > last_block || f.nth == 0 {
+            let message = format!("{f} is not an operation of this scenario (blocks 0..={last_block}, nth from 1)");
+            return Err(at(fault.span(), "fault", message));
+        }
+    }
     let name = path.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
     Ok(Scenario {
         name,
@@ -184,6 +203,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
         vats: file.vats.into_iter().map(Spanned::into_inner).collect(),
         blocks: file.blocks.into_iter().map(|b| b.inputs).collect(),
         plan: file.crash.into_iter().map(Spanned::into_inner).collect(),
+        faults: file.fault.into_iter().map(Spanned::into_inner).collect(),
     })
 }
 
@@ -208,6 +228,8 @@ impl Scenario {
             crash: self.crash,
             crashes: self.plan.len(),
             point_weights: PointKind::ALL.iter().map(|k| (*k, 1)).collect(),
+            io_kinds: self.faults.iter().map(|f| f.fault).collect(),
+            io_faults: self.faults.len(),
             workload,
         };
         Case {
@@ -215,6 +237,7 @@ impl Scenario {
             design: design.unwrap_or(self.design),
             options,
             plan: CrashPlan::Explicit(self.plan.clone()),
+            faults: FaultPlan::Explicit(self.faults.clone()),
             mutation: None,
             verbose,
         }
@@ -233,9 +256,9 @@ impl Scenario {
         }
     }
 
-    /// Input events: vats created, inputs and crashes (the size of a reproduction).
+    /// Input events: vats created, inputs, crashes and I/O faults (the size of a reproduction).
     pub fn events(&self) -> usize {
-        self.vats.len() + self.blocks.iter().map(Vec::len).sum::<usize>() + self.plan.len()
+        self.vats.len() + self.blocks.iter().map(Vec::len).sum::<usize>() + self.plan.len() + self.faults.len()
     }
 
     /// The scenario as TOML.
@@ -253,6 +276,7 @@ impl Scenario {
             vats: self.vats.iter().cloned().map(|v| Spanned::new(0..0, v)).collect(),
             blocks: self.blocks.iter().map(|inputs| BlockDecl { inputs: inputs.clone() }).collect(),
             crash: self.plan.iter().map(|c| Spanned::new(0..0, *c)).collect(),
+            fault: self.faults.iter().map(|f| Spanned::new(0..0, *f)).collect(),
         };
         toml::to_string(&file).expect("scenarios encode")
     }

@@ -6,7 +6,7 @@
 //! protocol, with "still fails the same way" as the test.
 
 use crate::check::FailureKind;
-use crate::fault::CrashAt;
+use crate::fault::{CrashAt, FaultAt};
 use crate::run::{run_case, Case, SeedReport};
 use crate::scenario::{Expect, Scenario, VatDecl};
 use proptest::num::u64::BinarySearch;
@@ -52,6 +52,7 @@ pub fn scenario_of(case: &Case, report: &SeedReport) -> Scenario {
         vats: vats.collect(),
         blocks: case.options.workload.iter().skip(1).cloned().collect(),
         plan: report.plan.clone(),
+        faults: report.fault_plan.clone(),
     }
 }
 
@@ -121,6 +122,8 @@ impl Search<'_> {
     fn round(&mut self, best: Scenario) -> Scenario {
         let best =
             self.mask(best.plan.len(), best, |s, mask| Some(Scenario { plan: keep(&s.plan, mask), ..s.clone() }));
+        let best =
+            self.mask(best.faults.len(), best, |s, mask| Some(Scenario { faults: keep(&s.faults, mask), ..s.clone() }));
         let best = self.mask(best.vats.len(), best, drop_vats);
         let best = self.mask(best.blocks.len(), best, drop_blocks);
         let inputs = best.blocks.iter().map(Vec::len).sum();
@@ -132,6 +135,15 @@ impl Search<'_> {
                 let mut plan = base.plan.clone();
                 plan[index].nth = *nth;
                 Some(Scenario { plan, ..base.clone() })
+            });
+        }
+        for index in 0..best.faults.len() {
+            let tree = BinarySearch::new_above(1, best.faults[index].nth);
+            let base = best.clone();
+            best = self.minimize(tree, best, move |nth| {
+                let mut faults = base.faults.clone();
+                faults[index].nth = *nth;
+                Some(Scenario { faults, ..base.clone() })
             });
         }
         best
@@ -169,7 +181,9 @@ fn drop_blocks(s: &Scenario, mask: &[bool]) -> Option<Scenario> {
     }
     let plan: Option<Vec<CrashAt>> =
         s.plan.iter().map(|c| new_height.get(&c.block).map(|block| CrashAt { block: *block, ..*c })).collect();
-    Some(Scenario { blocks: keep(&s.blocks, mask), plan: plan?, ..s.clone() })
+    let faults: Option<Vec<FaultAt>> =
+        s.faults.iter().map(|f| new_height.get(&f.block).map(|block| FaultAt { block: *block, ..*f })).collect();
+    Some(Scenario { blocks: keep(&s.blocks, mask), plan: plan?, faults: faults?, ..s.clone() })
 }
 
 /// Drop single inputs (the mask runs over all inputs of all blocks, in order).

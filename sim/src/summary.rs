@@ -1,7 +1,7 @@
 //! Results in a form that crosses process boundaries and ends up in JSON: one
 //! [`SeedResult`] per seed and design, and the [`Summary`] of a whole run.
 
-use crate::fault::PointKind;
+use crate::fault::{FaultKind, PointKind};
 use crate::run::SeedReport;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -15,6 +15,9 @@ pub struct FailureRecord {
     pub kind: String,
     /// The crash point before the failure (kind, ordinal, database, file, block, crank).
     pub point: Option<String>,
+    /// The I/O fault before the failure, if any.
+    #[serde(default)]
+    pub fault: Option<String>,
     pub height: u64,
     pub message: String,
     pub repro: String,
@@ -28,6 +31,10 @@ pub struct SeedResult {
     pub options: String,
     /// Kinds of the crash points hit, in order.
     pub crashes: Vec<String>,
+    /// Kinds of the faults injected, in order: each I/O fault, and `torn` for
+    /// each power loss that tore unsynced sectors.
+    #[serde(default)]
+    pub faults: Vec<String>,
     pub recoveries_checked: u64,
     pub cranks: u64,
     pub evictions: u64,
@@ -40,6 +47,8 @@ pub struct SeedResult {
 pub struct ReproFlags {
     pub mode: Option<String>,
     pub torn: bool,
+    /// `--faults`, when narrowed from the default (all).
+    pub faults: Option<String>,
     pub mutant: Option<String>,
 }
 
@@ -50,6 +59,9 @@ pub fn repro_line(seed: u64, design: &str, flags: &ReproFlags) -> String {
     }
     if flags.torn {
         line += " --torn";
+    }
+    if let Some(faults) = &flags.faults {
+        line += &format!(" --faults {faults}");
     }
     if let Some(mutant) = &flags.mutant {
         line += &format!(" --mutant {mutant}");
@@ -65,6 +77,7 @@ impl SeedResult {
             design: design.clone(),
             kind: f.kind.name(),
             point: f.point.as_ref().map(|p| p.to_string()),
+            fault: f.fault.as_ref().map(|p| p.to_string()),
             height: f.height,
             message: f.message.clone(),
             repro: repro_line(report.seed, &design, flags),
@@ -74,6 +87,7 @@ impl SeedResult {
             design,
             options: report.options.to_string(),
             crashes: report.crashes.iter().map(|c| c.kind.name().to_string()).collect(),
+            faults: faults_of(report),
             recoveries_checked: report.recoveries_checked,
             cranks: report.cranks,
             evictions: report.evictions,
@@ -81,6 +95,12 @@ impl SeedResult {
             failure,
         }
     }
+}
+
+/// The faults a seed's run got, by kind name, in order (torn crashes first).
+fn faults_of(report: &SeedReport) -> Vec<String> {
+    let torn = report.crashes.iter().filter(|c| c.torn).map(|_| FaultKind::Torn.name().to_string());
+    torn.chain(report.faults.iter().map(|f| f.named.fault.name().to_string())).collect()
 }
 
 /// A whole run's summary (the `--json` file).
@@ -91,6 +111,10 @@ pub struct Summary {
     pub designs: Vec<String>,
     pub crashes: u64,
     pub crashes_by_point: BTreeMap<String, u64>,
+    /// Faults injected, by kind (`torn`: power losses that tore sectors).
+    pub faults_by_kind: BTreeMap<String, u64>,
+    /// Seeds that got at least one fault of the kind.
+    pub seeds_by_fault: BTreeMap<String, u64>,
     pub recoveries_checked: u64,
     pub cranks: u64,
     pub evictions: u64,
@@ -107,7 +131,9 @@ pub struct Summary {
 impl Summary {
     pub fn new(designs: Vec<String>) -> Summary {
         let crashes_by_point = PointKind::ALL.iter().map(|k| (k.name().to_string(), 0)).collect();
-        Summary { designs, crashes_by_point, ..Summary::default() }
+        let faults_by_kind: BTreeMap<String, u64> = FaultKind::ALL.iter().map(|k| (k.name().to_string(), 0)).collect();
+        let seeds_by_fault = faults_by_kind.clone();
+        Summary { designs, crashes_by_point, faults_by_kind, seeds_by_fault, ..Summary::default() }
     }
 
     pub fn add(&mut self, result: &SeedResult) {
@@ -115,6 +141,15 @@ impl Summary {
         self.crashes += result.crashes.len() as u64;
         for kind in &result.crashes {
             *self.crashes_by_point.entry(kind.clone()).or_default() += 1;
+        }
+        for kind in &result.faults {
+            *self.faults_by_kind.entry(kind.clone()).or_default() += 1;
+        }
+        let mut kinds = result.faults.clone();
+        kinds.sort();
+        kinds.dedup();
+        for kind in kinds {
+            *self.seeds_by_fault.entry(kind).or_default() += 1;
         }
         self.recoveries_checked += result.recoveries_checked;
         self.cranks += result.cranks;
@@ -141,8 +176,13 @@ impl Summary {
     /// The closing line.
     pub fn line(&self) -> String {
         format!(
-            "sim: {} seeds, {} failed, {} crashes, {} recoveries checked, {:.1} seeds/s",
-            self.seeds, self.failed, self.crashes, self.recoveries_checked, self.seeds_per_second
+            "sim: {} seeds, {} failed, {} crashes, {} faults, {} recoveries checked, {:.1} seeds/s",
+            self.seeds,
+            self.failed,
+            self.crashes,
+            self.faults_by_kind.values().sum::<u64>(),
+            self.recoveries_checked,
+            self.seeds_per_second
         )
     }
 }

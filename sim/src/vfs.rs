@@ -48,8 +48,9 @@
 //! through the *default* VFS, so xRandomness here is rarely consulted; see
 //! [`seed_sqlite_prng`].
 
+use crate::cow::lose_unsynced;
 use crate::cow::CowBytes;
-use crate::fault::{self, CrashSpec, FaultMode, PointKind, SectorFate, SECTOR_BYTES};
+use crate::fault::{self, CrashSpec, FaultKind, FaultMode, OpClass, PointKind, SectorFate, SECTOR_BYTES};
 use crate::world;
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
@@ -144,6 +145,13 @@ impl Node {
         world::disk_changed();
         self.durable = Some(self.live.clone());
         self.dirty.clear();
+    }
+
+    /// A failed sync: the data written since the last sync is lost.
+    fn lose_unsynced(&mut self) {
+        world::disk_changed();
+        let dirty = std::mem::take(&mut self.dirty);
+        lose_unsynced(&mut self.live, self.durable.as_ref(), dirty, SECTOR_BYTES);
     }
 
     /// The file's state for a crash image taken later.
@@ -754,8 +762,18 @@ unsafe extern "C" fn x_write(file: *mut ffi::sqlite3_file, buf: *const c_void, a
         if world::is_crashed() {
             return ffi::SQLITE_IOERR_WRITE;
         }
+        let handle = handle(file);
+        let mut node = lock(&handle.node);
+        if let Some(path) = &handle.path {
+            let extends = offset + amt > node.live.len();
+            match world::io_operation(OpClass::Write, extends, "sqlite", path) {
+                Some(FaultKind::Enospc) => return ffi::SQLITE_FULL,
+                Some(_) => return ffi::SQLITE_IOERR_WRITE,
+                None => {}
+            }
+        }
         let data = std::slice::from_raw_parts(buf.cast::<u8>(), amt);
-        lock(&handle(file).node).write(offset, data);
+        node.write(offset, data);
         ffi::SQLITE_OK
     })
 }
@@ -774,7 +792,9 @@ unsafe extern "C" fn x_truncate(file: *mut ffi::sqlite3_file, size: i64) -> c_in
 }
 
 /// A crash point. The world captures the disk when the crash is here, so no
-/// lock of ours may be held while asking it.
+/// lock of ours may be held while asking it. Then an fsync-eio fault may
+/// fail the sync and lose the file's unsynced data (with the fsync-retry
+/// mutation, the sync is retried and "succeeds").
 unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, _flags: c_int) -> c_int {
     guard(ffi::SQLITE_IOERR_FSYNC, || {
         let handle = handle(file);
@@ -785,7 +805,18 @@ unsafe extern "C" fn x_sync(file: *mut ffi::sqlite3_file, _flags: c_int) -> c_in
         if !passed {
             return ffi::SQLITE_IOERR_FSYNC;
         }
-        lock(&handle.node).sync();
+        let failed = match &handle.path {
+            Some(path) => world::io_operation(OpClass::Sync, false, "sqlite", path).is_some(),
+            None => false,
+        };
+        let mut node = lock(&handle.node);
+        if failed {
+            node.lose_unsynced();
+            if !world::retries_failed_sync() {
+                return ffi::SQLITE_IOERR_FSYNC;
+            }
+        }
+        node.sync();
         ffi::SQLITE_OK
     })
 }

@@ -11,7 +11,7 @@
 //! made after the run, without running the workload up to the point again.
 //! A *resumed* world ([`World::resumed`]) starts a run just after such a crash.
 
-use crate::fault::{CrashAt, CrashSpec, Crashed, PointKind};
+use crate::fault::{CrashAt, CrashSpec, Crashed, FaultAt, FaultKind, OpClass, PointKind};
 use crate::lmdb_io::{self, LmdbImage, LmdbState};
 use crate::vfs::{self, VfsImage, VfsState};
 use rand_chacha::ChaCha8Rng;
@@ -37,6 +37,8 @@ pub struct PointRecord {
     pub database: &'static str,
     pub file: String,
     pub at: Position,
+    /// A torn power loss that drew the fate of at least one unsynced sector.
+    pub torn: bool,
 }
 
 impl std::fmt::Display for PointRecord {
@@ -46,6 +48,22 @@ impl std::fmt::Display for PointRecord {
             "{} (ordinal {}, {} {}, last crank {})",
             self.named, self.ordinal, self.database, self.file, self.at.crank
         )
+    }
+}
+
+/// An I/O fault that was injected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultRecord {
+    pub named: FaultAt,
+    pub database: &'static str,
+    /// The file name only.
+    pub file: String,
+    pub at: Position,
+}
+
+impl std::fmt::Display for FaultRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} {}, last crank {})", self.named, self.database, self.file, self.at.crank)
     }
 }
 
@@ -125,6 +143,16 @@ pub struct World {
     sites: Vec<Site>,
     position: Position,
     time_ms: i64,
+    /// I/O faults still to inject; each fires when its operation count is reached.
+    fault_plan: Vec<FaultAt>,
+    /// Operations per (class, block) since the start or the last crash.
+    io_counts: BTreeMap<(OpClass, u64), u64>,
+    /// The I/O fault injected since the host last looked ([`take_fault`]).
+    fault_fired: Option<FaultRecord>,
+    /// The host is stopping the process after an I/O fault: its I/O fails.
+    stopped: bool,
+    /// The fsync-retry mutation: a failed sync is retried (and then succeeds).
+    retry_failed_sync: bool,
     /// Capturing runs: what each point would leave, by ordinal.
     capturing: bool,
     captured: Vec<Captured>,
@@ -149,6 +177,11 @@ impl World {
             sites: Vec::new(),
             position: Position::default(),
             time_ms: EPOCH_MS,
+            fault_plan: Vec::new(),
+            io_counts: BTreeMap::new(),
+            fault_fired: None,
+            stopped: false,
+            retry_failed_sync: false,
             capturing: false,
             captured: Vec::new(),
             last_capture: None,
@@ -180,6 +213,17 @@ impl World {
             images: Some(images),
             ..World::new(seed, spec, crash_plan)
         }
+    }
+
+    /// Inject the I/O faults of `plan` (and, with `retry_failed_sync`, the
+    /// fsync-retry mutation) in this run.
+    pub fn with_faults(self, plan: Vec<FaultAt>, retry_failed_sync: bool) -> World {
+        World { fault_plan: plan, retry_failed_sync, ..self }
+    }
+
+    /// Operations per (class, block) this run made since its start or last crash.
+    pub fn io_counts(&self) -> &BTreeMap<(OpClass, u64), u64> {
+        &self.io_counts
     }
 
     /// The states a capturing run recorded, by ordinal.
@@ -238,7 +282,7 @@ fn with<R>(f: impl FnOnce(&mut World) -> R) -> Option<R> {
 /// Outside a world (a plain test) every point passes.
 pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> Result<(), Crashed> {
     let crash_now = with(|w| {
-        if w.crashed.is_some() {
+        if w.crashed.is_some() || w.stopped {
             return Err(Crashed);
         }
         let ordinal = w.next_ordinal;
@@ -256,9 +300,9 @@ pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> 
         }
         w.crash_plan.pop_front();
         w.counts.clear();
-        // The file name only: the directory holds the process ID, which must not reach a trace.
-        let file = file.rsplit('/').next().unwrap_or(file).to_string();
-        let record = PointRecord { kind, ordinal, named: here, database, file, at: w.position };
+        w.io_counts.clear();
+        let record =
+            PointRecord { kind, ordinal, named: here, database, file: file_name(file), at: w.position, torn: false };
         w.crashed = Some(record);
         Ok(Some(Some(w.spec)))
     });
@@ -286,27 +330,96 @@ fn capture_point(database: &'static str, file: &str) {
     })
     .flatten();
     let disks = reuse.unwrap_or_else(|| Arc::new(DiskState::now()));
-    let file = file.rsplit('/').next().unwrap_or(file).to_string();
     with(|w| {
         w.last_capture = Some((generation, disks.clone()));
-        w.captured.push(Captured { database, file, at: w.position, disks });
+        w.captured.push(Captured { database, file: file_name(file), at: w.position, disks });
     });
+}
+
+/// The file name only: the directory holds the process ID, which must not reach a trace.
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
 /// Capture both disks' crash images. Called with no borrow of the world held,
 /// since the disks borrow their own state; the torn rng is moved out meanwhile.
 fn freeze(spec: CrashSpec) {
     let mut rng = with(|w| w.torn_rng.clone()).expect("world installed");
+    let drawn_before = rng.get_word_pos();
     let images = DiskState::now().surviving(spec, &mut rng);
+    let torn = rng.get_word_pos() != drawn_before;
     with(|w| {
         w.torn_rng = rng;
         w.images = Some(images);
+        if let Some(record) = &mut w.crashed {
+            record.torn = torn;
+        }
     });
 }
 
-/// Whether the run has crashed (its writes no longer matter).
+/// Whether the run has crashed, or its process is being stopped after an I/O
+/// fault (its writes no longer matter).
 pub fn is_crashed() -> bool {
-    with(|w| w.crashed.is_some()).unwrap_or(false)
+    with(|w| w.crashed.is_some() || w.stopped).unwrap_or(false)
+}
+
+/// An I/O operation of `class` (a write also passes `extends`: whether it ends
+/// past the file's end) on `file` of `database`. Returns the fault to inject
+/// now, if the plan names this operation; counts it either way. Outside a
+/// world, and once crashed, nothing is injected.
+pub fn io_operation(class: OpClass, extends: bool, database: &'static str, file: &str) -> Option<FaultKind> {
+    with(|w| {
+        if w.crashed.is_some() || w.stopped {
+            return None;
+        }
+        let height = w.position.height;
+        let mut classes = vec![class];
+        if extends {
+            classes.push(OpClass::Extend);
+        }
+        let mut counted = Vec::new();
+        for class in classes {
+            let count = w.io_counts.entry((class, height)).or_default();
+            *count += 1;
+            counted.push((class, *count));
+        }
+        let hit = w.fault_plan.iter().position(|f| {
+            f.block == height && counted.iter().any(|(class, n)| f.fault.class() == Some(*class) && f.nth == *n)
+        })?;
+        let named = w.fault_plan.remove(hit);
+        let record = FaultRecord { named, database, file: file_name(file), at: w.position };
+        w.fault_fired.get_or_insert(record);
+        Some(named.fault)
+    })
+    .flatten()
+}
+
+/// The fsync-retry mutation is on: a disk retries a failed sync once.
+pub fn retries_failed_sync() -> bool {
+    with(|w| w.retry_failed_sync).unwrap_or(false)
+}
+
+/// The I/O fault injected since the last call, if any.
+pub fn take_fault() -> Option<FaultRecord> {
+    with(|w| w.fault_fired.take()).flatten()
+}
+
+/// Planned I/O faults not injected (yet).
+pub fn faults_left() -> Vec<FaultAt> {
+    with(|w| w.fault_plan.clone()).unwrap_or_default()
+}
+
+/// The host stops the process after an I/O fault (or to retry a block): the
+/// disks stay as they are (each file's live and durable images; a process
+/// restart makes nothing durable), and from now until [`restarted`] the dying
+/// process's I/O fails.
+pub fn stop_process() {
+    with(|w| w.stopped = true);
+}
+
+/// The process stopped by [`stop_process`] is gone; the next one may do I/O.
+pub fn restarted() {
+    with(|w| w.stopped = false);
 }
 
 /// The crash that happened, if any, and the images it left; clears the crash so

@@ -5,16 +5,19 @@
 
 use sim::fault::FaultMode;
 use sim::options::{Flags, SeedOptions};
-use sim::run::{run_case, run_case_from_start, run_exhaustive, scratch_root, Case, CrashPlan, Depth, SeedReport};
+use sim::run::{
+    run_case, run_case_from_start, run_exhaustive, scratch_root, Case, CrashPlan, Depth, FaultPlan, SeedReport,
+};
 use store::Design;
 
 fn case(seed: u64, design: Design, mode: Option<FaultMode>, torn: bool, blocks: Option<u64>) -> Case {
-    let flags = Flags { mode, torn };
+    let flags = Flags { mode, torn, ..Flags::default() };
     Case {
         seed,
         design,
         options: SeedOptions::derive_sized(seed, &flags, blocks),
         plan: CrashPlan::Seeded,
+        faults: FaultPlan::Seeded,
         mutation: None,
         verbose: true,
     }
@@ -24,17 +27,19 @@ fn same(a: &SeedReport, b: &SeedReport) {
     assert_eq!(a.trace.lines(), b.trace.lines());
     assert_eq!(a.trace.hash(), b.trace.hash());
     assert_eq!(a.crashes, b.crashes);
+    assert_eq!(a.faults, b.faults);
     assert_eq!(a.failure, b.failure);
     assert_eq!(a.recoveries_checked, b.recoveries_checked);
     assert_eq!(a.final_state, b.final_state);
 }
 
 /// Starting the faulty run from the captured crash state changes nothing:
-/// every mode, torn writes, a failing design, one and two crashes.
+/// every mode, torn writes, a failing design, one and two crashes, I/O faults
+/// after the first crash (a run with one before it starts from the start).
 #[test]
 fn resumed_faulty_run_equals_the_run_from_the_start() {
     let root = scratch_root().0;
-    let mut crashes = 0;
+    let (mut crashes, mut faults) = (0, 0);
     for seed in 0..6 {
         for (design, mode, torn) in [
             (Design::StartPosition, Some(FaultMode::PowerLoss), false),
@@ -47,9 +52,11 @@ fn resumed_faulty_run_equals_the_run_from_the_start() {
             let from_start = run_case_from_start(&case, &root);
             same(&resumed, &from_start);
             crashes += resumed.crashes.len();
+            faults += resumed.faults.len();
         }
     }
     assert!(crashes >= 24, "only {crashes} crashes");
+    assert!(faults >= 6, "only {faults} I/O faults");
 }
 
 /// Each point explored to the end is what a run planned to crash there finds.
@@ -65,7 +72,8 @@ fn every_point_explored_is_the_single_crash_run() {
             exhaustive.trace.lines().iter().filter(|l| l.starts_with("point ")).cloned().collect();
         assert_eq!(points.len(), exhaustive.plan.len());
         for (ordinal, named) in exhaustive.plan.iter().enumerate().step_by(5) {
-            let single = run_case(&Case { plan: CrashPlan::Explicit(vec![*named]), ..base.clone() }, &root);
+            let plan = CrashPlan::Explicit(vec![*named]);
+            let single = run_case(&Case { plan, faults: FaultPlan::Explicit(Vec::new()), ..base.clone() }, &root);
             assert_eq!(single.crashes.len(), 1, "point {ordinal}: {named}");
             assert_eq!(single.crashes[0], exhaustive.crashes[ordinal], "point {ordinal}");
             // The single run's lines after its crash plan are the point's lines.

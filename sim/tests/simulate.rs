@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use store::Design;
 
 fn run(seed: u64, design: Design) -> SeedReport {
-    let config = SeedConfig { seed, design, flags: Flags { mode: None, torn: false }, verbose: false };
+    let config = SeedConfig { seed, design, flags: Flags::default(), verbose: false };
     run_seed(&config, &scratch_root().0)
 }
 

@@ -20,10 +20,18 @@ pub(crate) struct LmdbKv {
 impl LmdbKv {
     pub(crate) fn open(dir: &Path, map_bytes: usize) -> Result<LmdbKv> {
         std::fs::create_dir_all(dir)?;
-        // SAFETY: heed refuses a second open of a path that is open in this process,
-        // and this store never opens the same environment from two places.
-        let env = unsafe { EnvOpenOptions::new().map_size(map_bytes).max_dbs(1).open(dir) }
-            .map_err(|e| lmdb_open_error(dir, e))?;
+        let env = match open_env(dir, map_bytes) {
+            Err(heed::Error::Mdb(heed::MdbError::Invalid)) if never_committed(dir)? => {
+                // Nothing but zeros: LMDB's first commit never reached the disk (an
+                // fsync that failed loses even the meta pages written at creation),
+                // so no block was ever committed here. Start the environment afresh.
+                remove_if_present(&dir.join(DATA_FILE))?;
+                remove_if_present(&dir.join(LOCK_FILE))?;
+                open_env(dir, map_bytes)
+            }
+            opened => opened,
+        }
+        .map_err(|e| lmdb_open_error(dir, e))?;
         let wtxn = env.write_txn()?;
         let db = env
             .create_databases_and_commit(wtxn, |opener, wtxn| {
@@ -98,10 +106,33 @@ fn collect<'a>(entries: impl Iterator<Item = heed::Result<(&'a str, &'a str)>>) 
     Ok(out)
 }
 
+const DATA_FILE: &str = "data.mdb";
+const LOCK_FILE: &str = "lock.mdb";
+
+fn open_env(dir: &Path, map_bytes: usize) -> heed::Result<Env> {
+    // SAFETY: heed refuses a second open of a path that is open in this process,
+    // and this store never opens the same environment from two places.
+    unsafe { EnvOpenOptions::new().map_size(map_bytes).max_dbs(1).open(dir) }
+}
+
+/// Whether the data file holds zeros only. Read only after LMDB refused the
+/// file: a file with any other byte (a meta page, a data page) is not discarded.
+fn never_committed(dir: &Path) -> Result<bool> {
+    let bytes = std::fs::read(dir.join(DATA_FILE))?;
+    Ok(bytes.iter().all(|b| *b == 0))
+}
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn lmdb_open_error(dir: &Path, error: heed::Error) -> Error {
     match error {
         heed::Error::Mdb(heed::MdbError::Invalid | heed::MdbError::VersionMismatch | heed::MdbError::Corrupted) => {
-            Error::Corrupt { path: dir.join("data.mdb"), reason: error.to_string() }
+            Error::Corrupt { path: dir.join(DATA_FILE), reason: error.to_string() }
         }
         other => Error::Lmdb(other),
     }

@@ -165,6 +165,37 @@ fn a_garbage_lmdb_file_is_an_error() {
     }
 }
 
+/// A data.mdb of zeros only is what a failed fsync of LMDB's first commit leaves
+/// (even the meta pages written at creation are lost): nothing was committed, so
+/// the store starts the environment afresh. One nonzero byte makes it corrupt.
+#[test]
+fn an_lmdb_file_of_zeros_starts_afresh_but_one_byte_more_is_corrupt() {
+    for design in Design::ALL.into_iter().filter(|d| d.uses_lmdb()) {
+        let dir = tempdir();
+        std::fs::create_dir_all(dir.path().join("kv")).unwrap();
+        let data = dir.path().join("kv").join("data.mdb");
+        std::fs::write(&data, vec![0u8; 16384]).unwrap();
+        let mut store = open(dir.path(), design).unwrap_or_else(|e| panic!("{design}: {e}"));
+        store.begin_crank().unwrap();
+        store.kv_set("k", "v").unwrap();
+        store.commit_crank().unwrap();
+        store.commit().unwrap();
+        store.close();
+        assert_eq!(open(dir.path(), design).unwrap().kv_get("k").unwrap().as_deref(), Some("v"), "{design}");
+
+        let dir = tempdir();
+        std::fs::create_dir_all(dir.path().join("kv")).unwrap();
+        let mut bytes = vec![0u8; 16384];
+        bytes[9000] = 1;
+        std::fs::write(data_path(dir.path()), bytes).unwrap();
+        assert!(matches!(open(dir.path(), design), Err(Error::Corrupt { .. })), "{design}");
+    }
+}
+
+fn data_path(dir: &std::path::Path) -> std::path::PathBuf {
+    dir.join("kv").join("data.mdb")
+}
+
 #[test]
 fn run_block_with_the_wrong_height_is_misuse() {
     for design in Design::ALL {

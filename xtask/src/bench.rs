@@ -27,7 +27,8 @@ use sim::node::{snapshot, Snapshot};
 use sim::options::{Flags, SeedOptions};
 use sim::oracle::Oracle;
 use sim::run::{
-    real_seconds, run_case, run_exhaustive, scratch_root, take_phases, time_phases, Case, CrashPlan, Depth, Phases,
+    real_seconds, run_case, run_exhaustive, scratch_root, take_phases, time_phases, Case, CrashPlan, Depth, FaultPlan,
+    Phases,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -139,10 +140,12 @@ struct Throughput {
     failed: u64,
 }
 
-/// `cargo xtask sim --seeds N --mode power-loss` through the worker pool.
+/// `cargo xtask sim --seeds N --mode power-loss --faults none` through the
+/// worker pool: crashes only, as the naive harness does.
 fn simulator_throughput(seeds: u64, jobs: usize) -> Throughput {
     let config = PoolConfig {
         mode: Some(FaultMode::PowerLoss.name().to_string()),
+        faults: sim::fault::FaultSet::none(),
         ..PoolConfig::new(SeedSet::range(0, seeds), vec![DESIGN], Some(jobs))
     };
     let started = Instant::now();
@@ -160,12 +163,13 @@ fn simulator_throughput(seeds: u64, jobs: usize) -> Throughput {
 }
 
 fn case(seed: u64, blocks: Option<u64>) -> Case {
-    let flags = Flags { mode: Some(FaultMode::PowerLoss), torn: false };
+    let flags = Flags::crashes_only(Some(FaultMode::PowerLoss), false);
     Case {
         seed,
         design: DESIGN,
         options: SeedOptions::derive_sized(seed, &flags, blocks),
         plan: CrashPlan::Seeded,
+        faults: FaultPlan::Seeded,
         mutation: None,
         verbose: false,
     }

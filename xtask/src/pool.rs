@@ -8,8 +8,8 @@
 
 use crate::worker;
 use indicatif::{ProgressBar, ProgressStyle};
-use sim::options::Flags;
-use sim::run::{scratch_root, SeedConfig};
+use sim::fault::FaultSet;
+use sim::run::scratch_root;
 use sim::summary::{ReproFlags, SeedResult};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -46,6 +46,7 @@ pub struct PoolConfig {
     pub designs: Vec<Design>,
     pub mode: Option<String>,
     pub torn: bool,
+    pub faults: FaultSet,
     pub check_determinism: bool,
     pub mutant: Option<String>,
     pub misbehave: Vec<String>,
@@ -69,6 +70,7 @@ impl PoolConfig {
             designs,
             mode: None,
             torn: false,
+            faults: FaultSet::all(),
             check_determinism: false,
             mutant: None,
             misbehave: Vec::new(),
@@ -89,7 +91,12 @@ impl PoolConfig {
     }
 
     pub fn repro(&self) -> ReproFlags {
-        ReproFlags { mode: self.mode.clone(), torn: self.torn, mutant: self.mutant.clone() }
+        ReproFlags {
+            mode: self.mode.clone(),
+            torn: self.torn,
+            faults: crate::sim::faults_flag(&self.faults),
+            mutant: self.mutant.clone(),
+        }
     }
 }
 
@@ -244,9 +251,7 @@ fn watchdog(workers: &mut [Worker], timeout: Duration) {
 
 fn died(config: &PoolConfig, unit: u64, why: &str) -> SeedResult {
     let (seed, design) = config.unit(unit);
-    let flags = Flags { mode: None, torn: config.torn };
-    let seed_config = SeedConfig { seed, design, flags, verbose: false };
-    worker::panicked(&seed_config, why, &config.repro())
+    worker::panicked(seed, design, why, &config.repro())
 }
 
 fn on_line(worker: &mut Worker, line: &str) -> Option<SeedResult> {
@@ -300,6 +305,7 @@ fn spawn_worker(
     if config.torn {
         command.arg("--torn");
     }
+    command.args(["--faults", &config.faults.to_string()]);
     if config.check_determinism {
         command.arg("--check-determinism");
     }

@@ -19,6 +19,9 @@ impl JunitCase {
         if let Some(point) = &failure.point {
             text += &format!("\nafter crash at {point}");
         }
+        if let Some(fault) = &failure.fault {
+            text += &format!("\nafter I/O fault {fault}");
+        }
         text += &format!("\nrepro: {}", failure.repro);
         JunitCase { name, failure: Some((failure.kind.clone(), text)) }
     }

@@ -21,6 +21,9 @@ pub struct ShrinkArgs {
     pub mode: Option<String>,
     #[arg(long)]
     pub torn: bool,
+    /// Fault kinds, as given to `cargo xtask sim --faults`.
+    #[arg(long, value_parser = crate::sim::parse_faults, default_value = "all")]
+    pub faults: sim::fault::FaultSet,
     /// At most this many candidate runs.
     #[arg(long, default_value = "2000")]
     pub max_runs: u64,
@@ -45,7 +48,12 @@ pub fn run(args: ShrinkArgs) -> ExitCode {
     };
     let (root, _) = scratch_root();
     crate::worker::install_cleanup(root.clone());
-    let config = SeedConfig { seed: args.seed, design, flags: Flags { mode, torn: args.torn }, verbose: false };
+    let config = SeedConfig {
+        seed: args.seed,
+        design,
+        flags: Flags { mode, torn: args.torn, faults: args.faults.clone() },
+        verbose: false,
+    };
     let started = Instant::now();
     let shrunk = match shrink(&Case::from_seed(&config), &root, args.max_runs) {
         Ok(shrunk) => shrunk,

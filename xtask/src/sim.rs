@@ -7,7 +7,7 @@ use crate::report;
 use crate::worker;
 use clap::Args;
 use sim::check::FailureKind;
-use sim::fault::FaultMode;
+use sim::fault::{FaultMode, FaultSet};
 use sim::options::{Flags, Mutation};
 use sim::run::{run_case, scratch_root, Case, SeedConfig};
 use sim::summary::{ReproFlags, SeedResult, Summary};
@@ -33,9 +33,14 @@ pub struct SimArgs {
     /// power-loss or process-crash (default: the seed picks).
     #[arg(long)]
     pub mode: Option<String>,
-    /// With power loss: unsynced sectors survive, vanish or tear.
+    /// With power loss: unsynced sectors survive, vanish or tear (at every
+    /// power loss; without it, the seed decides when `torn` is in --faults).
     #[arg(long)]
     pub torn: bool,
+    /// Fault kinds the seeds may get: `all`, `none`, or a list of fsync-eio,
+    /// enospc, write-eio, torn. Each seed picks which of them it gets, and when.
+    #[arg(long, value_parser = parse_faults, default_value = "all")]
+    pub faults: FaultSet,
     /// Worker processes (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -102,6 +107,16 @@ impl Shard {
     }
 }
 
+/// `--faults`: `all`, `none` or a comma-separated list of kinds.
+pub fn parse_faults(text: &str) -> Result<FaultSet, String> {
+    FaultSet::parse(text)
+}
+
+/// How a repro line repeats `--faults`: only when narrowed from the default.
+pub fn faults_flag(faults: &FaultSet) -> Option<String> {
+    (*faults != FaultSet::all()).then(|| faults.to_string())
+}
+
 /// A seed: decimal, or hexadecimal with `0x`.
 pub fn parse_number(text: &str) -> Result<u64, String> {
     let parsed = match text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
@@ -156,7 +171,12 @@ fn validate(args: &SimArgs) -> Result<Plan, String> {
         return Err("--start plus --seeds overflows".into());
     }
     let jobs = crate::pool::jobs_or_cores(args.jobs);
-    let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn, mutant: args.mutant.clone() };
+    let repro = ReproFlags {
+        mode: args.mode.clone(),
+        torn: args.torn,
+        faults: faults_flag(&args.faults),
+        mutant: args.mutant.clone(),
+    };
     Ok(Plan { designs, mode, mutation, repro, jobs })
 }
 
@@ -206,6 +226,10 @@ pub fn print_summary(summary: &Summary) {
     for (kind, count) in &summary.crashes_by_point {
         println!("  crashes at {kind}: {count}");
     }
+    for (kind, count) in &summary.faults_by_kind {
+        let seeds = summary.seeds_by_fault.get(kind).copied().unwrap_or(0);
+        println!("  faults {kind}: {count} (in {seeds} seeds)");
+    }
     for failure in &summary.failures {
         println!(
             "FAILED seed {} design {}: {} at block {}: {}",
@@ -213,6 +237,9 @@ pub fn print_summary(summary: &Summary) {
         );
         if let Some(point) = &failure.point {
             println!("  after crash at {point}");
+        }
+        if let Some(fault) = &failure.fault {
+            println!("  after I/O fault {fault}");
         }
         println!("repro: {}", failure.repro);
     }
@@ -239,7 +266,7 @@ fn run_single(seed: u64, plan: &Plan, args: &SimArgs, summary: &mut Summary) {
     }
     worker::install_cleanup(root.clone());
     for design in &plan.designs {
-        let flags = Flags { mode: plan.mode, torn: args.torn };
+        let flags = Flags { mode: plan.mode, torn: args.torn, faults: args.faults.clone() };
         let case =
             Case::from_seed(&SeedConfig { seed, design: *design, flags, verbose: true }).with_mutation(plan.mutation);
         let run = |case: &Case| match args.exhaustive {
@@ -275,12 +302,13 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) -> Result<(), St
     let designs: Vec<&str> = plan.designs.iter().map(|d| d.name()).collect();
     let shard = args.shard.map_or(String::new(), |s| format!(" shard {}/{}", s.index, s.count));
     println!(
-        "sim: seeds {}..{}{shard} designs {} mode {} torn {} jobs {}",
+        "sim: seeds {}..{}{shard} designs {} mode {} torn {} faults {} jobs {}",
         args.start,
         args.start + args.seeds,
         designs.join(","),
         args.mode.as_deref().unwrap_or("per-seed"),
         args.torn,
+        args.faults,
         plan.jobs,
     );
     let config = PoolConfig {
@@ -288,6 +316,7 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) -> Result<(), St
         designs: plan.designs.clone(),
         mode: args.mode.clone(),
         torn: args.torn,
+        faults: args.faults.clone(),
         check_determinism: args.check_determinism,
         mutant: args.mutant.clone(),
         misbehave: args.misbehave.clone(),

@@ -119,7 +119,7 @@ fn shrink_failures(summary: &Summary, out: &std::path::Path, max: usize) -> Vec<
     let root = scratch_root().0;
     for failure in summary.failures.iter().take(max) {
         let Ok(design) = failure.design.parse::<Design>() else { continue };
-        let flags = Flags { mode: None, torn: false };
+        let flags = Flags::default();
         let case = Case::from_seed(&SeedConfig { seed: failure.seed, design, flags, verbose: false });
         let Ok(shrunk) = shrink(&case, &root, 2000) else {
             println!("  seed {} did not fail again when run alone: {}", failure.seed, failure.repro);

@@ -62,6 +62,8 @@ fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
     let wanted = seeds_for(design, mode, args);
     let config = PoolConfig {
         mode: Some(mode.name().to_string()),
+        // The table is about crashes: I/O faults have a table of their own (docs/findings.md).
+        faults: sim::fault::FaultSet::none(),
         ..PoolConfig::new(SeedSet::range(args.start, wanted), vec![design], args.jobs)
     };
     let (mut seeds, mut failures, mut first) = (0, 0, None::<(u64, String)>);
@@ -79,7 +81,7 @@ fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
         eprintln!("error: {} {} is incomplete: {message}", design, mode);
     }
     let shrunk_events = first.as_ref().and_then(|(seed, _)| {
-        let flags = Flags { mode: Some(mode), torn: false };
+        let flags = Flags::crashes_only(Some(mode), false);
         let case = Case::from_seed(&SeedConfig { seed: *seed, design, flags, verbose: false });
         shrink(&case, &scratch_root().0, 2000).ok().map(|s| s.events_after)
     });

@@ -38,6 +38,8 @@ pub struct WorkerArgs {
     pub mode: Option<String>,
     #[arg(long)]
     pub torn: bool,
+    #[arg(long, value_parser = crate::sim::parse_faults, default_value = "all")]
+    pub faults: sim::fault::FaultSet,
     #[arg(long)]
     pub mutant: Option<String>,
     #[arg(long)]
@@ -75,7 +77,12 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         EXHAUSTIVE.with(|e| e.set(Some(args.depth)));
     }
     let seeds = SeedSet { start: args.start, count: None, stride: args.stride, offset: args.offset };
-    let repro = ReproFlags { mode: args.mode.clone(), torn: args.torn, mutant: args.mutant.clone() };
+    let repro = ReproFlags {
+        mode: args.mode.clone(),
+        torn: args.torn,
+        faults: crate::sim::faults_flag(&args.faults),
+        mutant: args.mutant.clone(),
+    };
     let mut out = std::io::stdout().lock();
     let mut unit = args.first_unit;
     while unit < args.end_unit {
@@ -84,7 +91,8 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         let _ = writeln!(out, "begin {unit}");
         let _ = out.flush();
         misbehave(&args.misbehave, seed);
-        let config = SeedConfig { seed, design, flags: Flags { mode, torn: args.torn }, verbose: false };
+        let flags = Flags { mode, torn: args.torn, faults: args.faults.clone() };
+        let config = SeedConfig { seed, design, flags, verbose: false };
         let case = Case::from_seed(&config).with_mutation(mutation);
         let result = run_one(&case, &root, &repro, args.check_determinism);
         let _ = writeln!(out, "{}", serde_json::to_string(&result).expect("results encode"));
@@ -131,7 +139,7 @@ pub fn run_one(case: &Case, root: &Path, repro: &ReproFlags, check_determinism: 
 
 /// `result` with `kind` as its failure (replacing any other).
 pub fn with_failure(mut result: SeedResult, kind: FailureKind, message: &str, repro: &ReproFlags) -> SeedResult {
-    let failure = Failure { kind, message: message.to_string(), point: None, height: 0 };
+    let failure = Failure::new(kind, 0, message.to_string());
     result.failure = Some(failure_record(&result, &failure, repro));
     result
 }
@@ -142,6 +150,7 @@ fn failure_record(result: &SeedResult, failure: &Failure, repro: &ReproFlags) ->
         design: result.design.clone(),
         kind: failure.kind.name(),
         point: failure.point.as_ref().map(|p| p.to_string()),
+        fault: failure.fault.as_ref().map(|p| p.to_string()),
         height: failure.height,
         message: failure.message.clone(),
         repro: sim::summary::repro_line(result.seed, &result.design, repro),
@@ -161,8 +170,7 @@ fn run_caught(case: &Case, root: &Path, repro: &ReproFlags) -> SeedResult {
         Ok(report) => exhaustive_repro(SeedResult::from_report(&report, repro)),
         Err(panic) => {
             let _ = sim::world::uninstall();
-            let config = SeedConfig { seed: case.seed, design: case.design, flags: Flags::default(), verbose: false };
-            panicked(&config, &panic_message(panic.as_ref()), repro)
+            panicked(case.seed, case.design, &panic_message(panic.as_ref()), repro)
         }
     }
 }
@@ -179,12 +187,13 @@ pub fn exhaustive_repro(mut result: SeedResult) -> SeedResult {
 }
 
 /// The result of a seed whose run panicked or whose worker died.
-pub fn panicked(config: &SeedConfig, message: &str, repro: &ReproFlags) -> SeedResult {
+pub fn panicked(seed: u64, design: store::Design, message: &str, repro: &ReproFlags) -> SeedResult {
     let result = SeedResult {
-        seed: config.seed,
-        design: config.design.name().to_string(),
+        seed,
+        design: design.name().to_string(),
         options: String::new(),
         crashes: Vec::new(),
+        faults: Vec::new(),
         recoveries_checked: 0,
         cranks: 0,
         evictions: 0,
