@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use sim::cow::CowBytes;
 use sim::fault::FaultMode;
 use sim::options::{Flags, SeedOptions};
-use sim::run::{run_case, run_exhaustive, scratch_root, Case, CrashPlan, Depth};
+use sim::run::{run_case, run_exhaustive, scratch_root, Case, CrashPlan, Depth, FaultPlan};
 use std::hint::black_box;
 use store::vat::TranscriptEntry;
 use store::Design;
@@ -17,6 +17,7 @@ fn case(seed: u64) -> Case {
         design: Design::StartPosition,
         options: SeedOptions::derive(seed, &flags),
         plan: CrashPlan::Seeded,
+        faults: FaultPlan::Seeded,
         mutation: None,
         verbose: false,
     }

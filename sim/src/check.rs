@@ -38,7 +38,8 @@ pub enum FailureKind {
     Nondeterministic,
     /// A crash plan names a point the run never reached (a stale scenario).
     InvalidPlan,
-    /// The host could not finish its blocks (no progress within the bound).
+    /// Liveness phase: the host could not finish its blocks (a block kept
+    /// failing after a restart, or no progress within the bound).
     Stuck,
     /// An injected I/O fault did not stop the block: the kernel reported it committed.
     FaultIgnored,
@@ -70,6 +71,12 @@ impl FailureKind {
 
     pub fn name(self) -> String {
         serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
+    /// Whether this is the kind of a kernel error (see [`FailureKind::of_error`]),
+    /// as opposed to a check that found a wrong state.
+    pub fn is_kernel_error(self) -> bool {
+        matches!(self, FailureKind::ReplayDiverged | FailureKind::TranscriptMissing | FailureKind::KernelError)
     }
 
     /// The failure kind of a kernel error after a restart.

@@ -240,7 +240,8 @@ fn run_case_in(case: &Case, base: &Path) -> SeedReport {
         CrashPlan::Explicit(plan) => plan.clone(),
     };
     let named: Vec<String> = report.plan.iter().map(|c| c.to_string()).collect();
-    trace.line(format!("crash plan: {} (of {} crash points)", named.join(", "), reference.sites.len()));
+    let named = if named.is_empty() { "none".to_string() } else { named.join(", ") };
+    trace.line(format!("crash plan: {named} (of {} crash points)", reference.sites.len()));
     report.fault_plan = match &case.faults {
         FaultPlan::Seeded => seeded_faults(case, &reference.io_counts),
         FaultPlan::Explicit(faults) => faults.clone(),
@@ -949,7 +950,15 @@ impl Host {
         }
         *retries += 1;
         self.trace.line(format!("liveness: block {height} failed ({error}); restarting the kernel"));
-        self.recover(kernel, events, Restart::Retry).await
+        match self.recover(kernel, events, Restart::Retry).await {
+            // The new process cannot even open: the host can go no further.
+            Err(failure) if failure.kind.is_kernel_error() => {
+                let message =
+                    format!("block {height} cannot complete: after a restart, {}: {}", failure.kind, failure.message);
+                Err(Failure { kind: FailureKind::Stuck, message, ..failure })
+            }
+            recovered => recovered,
+        }
     }
 
     /// The kernel reported block `height` committed although I/O fault

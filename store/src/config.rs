@@ -138,11 +138,19 @@ pub enum Mutant {
     AbortKeepsKv,
     /// Replay starts at position 0 instead of the span's start.
     ReplayFromZero,
+    /// A storage error is recorded on disk, and every later block is refused,
+    /// after a restart too: the store never makes progress again.
+    PoisonPersists,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 4] =
-        [Mutant::LmdbFirst, Mutant::SqliteSyncOff, Mutant::AbortKeepsKv, Mutant::ReplayFromZero];
+    pub const ALL: [Mutant; 5] = [
+        Mutant::LmdbFirst,
+        Mutant::SqliteSyncOff,
+        Mutant::AbortKeepsKv,
+        Mutant::ReplayFromZero,
+        Mutant::PoisonPersists,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -150,6 +158,7 @@ impl Mutant {
             Mutant::SqliteSyncOff => "sqlite-sync-off",
             Mutant::AbortKeepsKv => "abort-keeps-kv",
             Mutant::ReplayFromZero => "replay-from-zero",
+            Mutant::PoisonPersists => "poison-persists",
         }
     }
 }

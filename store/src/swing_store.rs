@@ -9,6 +9,10 @@ use crate::config::{Design, Mutant, Observer, Point, StoreConfig};
 use crate::error::{Error, Result};
 use crate::lmdb::LmdbKv;
 use crate::sqlite::{self, SQLITE_FILE};
+
+/// Where the poison-persists mutation records a storage error (named so that
+/// the directory check counts it as the store's).
+const POISON_MARKER: &str = "swingstore.sqlite-poisoned";
 use rusqlite::Connection;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -111,8 +115,20 @@ impl SwingStore {
     fn poison(&mut self, error: Error) -> Error {
         if self.poisoned.is_none() {
             self.poisoned = Some(error.to_string());
+            let storage_error = !matches!(error, Error::Interrupted(_));
+            if self.mutant == Some(Mutant::PoisonPersists) && storage_error {
+                let _ = std::fs::write(self.dir.join(POISON_MARKER), error.to_string());
+            }
         }
         error
+    }
+
+    /// The poison-persists mutation: the storage error an earlier run recorded.
+    pub fn recorded_poison(&self) -> Option<String> {
+        if self.mutant != Some(Mutant::PoisonPersists) {
+            return None;
+        }
+        std::fs::read_to_string(self.dir.join(POISON_MARKER)).ok()
     }
 
     /// Run `f`; a storage error poisons the store (no carrying on half-applied).

@@ -26,6 +26,8 @@ fn bad_usage_exits_2_with_a_message() {
         &["sim", "--jobs", "0"],
         &["sim", "--torn", "--mode", "process-crash"],
         &["sim", "--seed", "1", "--seeds", "5"],
+        &["sim", "--faults", "meteor"],
+        &["sim", "--faults", "fsync-eio,"],
     ];
     for args in cases {
         let output = xtask(args);
@@ -62,6 +64,10 @@ fn json_summary_has_the_documented_keys() {
     for kind in ["sqlite-sync", "lmdb-sync", "point-a", "point-b", "crank"] {
         assert!(summary["crashes_by_point"][kind].is_u64(), "crashes_by_point.{kind}");
     }
+    for kind in ["fsync-eio", "enospc", "write-eio", "torn"] {
+        assert!(summary["faults_by_kind"][kind].is_u64(), "faults_by_kind.{kind}");
+        assert!(summary["seeds_by_fault"][kind].is_u64(), "seeds_by_fault.{kind}");
+    }
     assert!(summary["recoveries_checked"].is_u64());
     assert!(summary["seeds_per_second"].as_f64().unwrap() > 0.0);
     let failure = &summary["failures"][0];
@@ -69,6 +75,15 @@ fn json_summary_has_the_documented_keys() {
         assert!(!failure[key].is_null() || key == "point", "failure.{key}: {failure}");
     }
     assert!(failure["repro"].as_str().unwrap().starts_with("cargo xtask sim --seed "));
+}
+
+/// Narrowed faults are part of a repro line; the default (all) is not.
+#[test]
+fn a_repro_line_repeats_narrowed_faults() {
+    let narrowed = stdout(&xtask(&["sim", "--seeds", "2", "--design", "erase", "--faults", "torn,enospc"]));
+    assert!(narrowed.contains("repro: cargo xtask sim --seed 0 --design erase --faults enospc,torn\n"), "{narrowed}");
+    let default = stdout(&xtask(&["sim", "--seeds", "2", "--design", "erase"]));
+    assert!(default.contains("repro: cargo xtask sim --seed 0 --design erase\n"), "{default}");
 }
 
 #[test]

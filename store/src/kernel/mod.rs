@@ -197,6 +197,9 @@ impl Kernel {
     /// commit the block together with its height.
     pub fn run_block(&mut self, height: u64, inputs: &[HostInput]) -> Result<BlockReport> {
         self.check_alive()?;
+        if let Some(reason) = self.store.recorded_poison() {
+            return Err(Error::Poisoned(format!("recorded by an earlier run: {reason}")));
+        }
         let expected = self.last_committed_height()?.map_or(1, |h| h + 1);
         if height != expected {
             return Err(Error::Misuse(format!("block {height} run, but the next block is {expected}")));
