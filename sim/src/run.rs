@@ -1001,10 +1001,13 @@ impl Host {
                     let Some((point, images)) = world::take_crash() else {
                         return Err(self.failure(FailureKind::KernelError, self.acked, "crash without images".into()));
                     };
+                    // An I/O fault the crash cut short (the kernel had not stopped yet).
+                    if let Some(fault) = world::take_fault() {
+                        self.trace.line(format!("I/O fault {fault}, then a crash before the kernel stopped"));
+                        self.faults.push(fault);
+                    }
                     self.trace.line(format!("crash at {point}"));
                     self.crashes.push(point);
-                    // An I/O fault the crash cut short.
-                    self.faults.extend(world::take_fault());
                     Some(images)
                 }
                 Restart::Fault(fault) => {

@@ -383,12 +383,16 @@ pub fn io_operation(class: OpClass, extends: bool, database: &'static str, file:
             *count += 1;
             counted.push((class, *count));
         }
+        if w.fault_fired.is_some() {
+            // One fault at a time: the host has not seen the last one yet.
+            return None;
+        }
         let hit = w.fault_plan.iter().position(|f| {
             f.block == height && counted.iter().any(|(class, n)| f.fault.class() == Some(*class) && f.nth == *n)
         })?;
         let named = w.fault_plan.remove(hit);
         let record = FaultRecord { named, database, file: file_name(file), at: w.position };
-        w.fault_fired.get_or_insert(record);
+        w.fault_fired = Some(record);
         Some(named.fault)
     })
     .flatten()
