@@ -129,24 +129,24 @@ impl Search<'_> {
         let inputs = best.blocks.iter().map(Vec::len).sum();
         let mut best = self.mask(inputs, best, drop_inputs);
         for index in 0..best.plan.len() {
-            let tree = BinarySearch::new_above(1, best.plan[index].nth);
-            let base = best.clone();
-            best = self.minimize(tree, best, move |nth| {
-                let mut plan = base.plan.clone();
-                plan[index].nth = *nth;
-                Some(Scenario { plan, ..base.clone() })
-            });
+            best = self.lower_nth(best, |s| &mut s.plan[index].nth);
         }
         for index in 0..best.faults.len() {
-            let tree = BinarySearch::new_above(1, best.faults[index].nth);
-            let base = best.clone();
-            best = self.minimize(tree, best, move |nth| {
-                let mut faults = base.faults.clone();
-                faults[index].nth = *nth;
-                Some(Scenario { faults, ..base.clone() })
-            });
+            best = self.lower_nth(best, |s| &mut s.faults[index].nth);
         }
         best
+    }
+
+    /// Binary search down the count (`nth`) that `field` points at: an earlier
+    /// crash point or operation of the same kind, if the failure stays.
+    fn lower_nth(&mut self, best: Scenario, field: impl Fn(&mut Scenario) -> &mut u64) -> Scenario {
+        let mut base = best.clone();
+        let tree = BinarySearch::new_above(1, *field(&mut base));
+        self.minimize(tree, best, move |nth| {
+            let mut candidate = base.clone();
+            *field(&mut candidate) = *nth;
+            Some(candidate)
+        })
     }
 }
 

@@ -373,22 +373,22 @@ pub fn io_operation(class: OpClass, extends: bool, database: &'static str, file:
             return None;
         }
         let height = w.position.height;
-        let mut classes = vec![class];
-        if extends {
-            classes.push(OpClass::Extend);
-        }
-        let mut counted = Vec::new();
-        for class in classes {
+        let extend = extends.then_some(OpClass::Extend);
+        // This operation's count in each class it belongs to (no allocation: every write passes here).
+        let mut counted = [None; 2];
+        for (slot, class) in counted.iter_mut().zip([Some(class), extend]) {
+            let Some(class) = class else { continue };
             let count = w.io_counts.entry((class, height)).or_default();
             *count += 1;
-            counted.push((class, *count));
+            *slot = Some((class, *count));
         }
         if w.fault_fired.is_some() {
             // One fault at a time: the host has not seen the last one yet.
             return None;
         }
         let hit = w.fault_plan.iter().position(|f| {
-            f.block == height && counted.iter().any(|(class, n)| f.fault.class() == Some(*class) && f.nth == *n)
+            f.block == height
+                && counted.iter().flatten().any(|(class, n)| f.fault.class() == Some(*class) && f.nth == *n)
         })?;
         let named = w.fault_plan.remove(hit);
         let record = FaultRecord { named, database, file: file_name(file), at: w.position };

@@ -53,6 +53,7 @@ fn every_fault_kind_is_injected_and_start_position_survives() {
 /// kind alone gives only that kind.
 #[test]
 fn narrowing_faults_changes_only_the_faults() {
+    let mut enospc = 0;
     for seed in 0..12 {
         let all = SeedOptions::derive(seed, &Flags::default());
         let none = SeedOptions::derive(seed, &Flags { faults: FaultSet::none(), ..Flags::default() });
@@ -66,7 +67,9 @@ fn narrowing_faults_changes_only_the_faults() {
         let only = FaultSet::parse("enospc").unwrap();
         let report = run(&case(seed, only, None));
         assert!(report.faults.iter().all(|f| f.named.fault == FaultKind::Enospc), "seed {seed}");
+        enospc += report.faults.len();
     }
+    assert!(enospc >= 3, "`--faults enospc` injected only {enospc} faults in 12 seeds");
     assert!(FaultSet::parse("fsync-eio,meteor").is_err());
     assert_eq!(FaultSet::parse("all").unwrap(), FaultSet::all());
     assert!(SeedOptions::derive(3, &Flags::crashes_only(Some(FaultMode::PowerLoss), true)).crash.torn);

@@ -1,9 +1,8 @@
 //! `cargo xtask shrink --seed S --design D`: shrink a failing seed to a small
 //! scenario and write it under `scenarios/regressions/`.
 
-use crate::sim::{parse_mode, parse_number};
+use crate::sim::parse_number;
 use clap::Args;
-use sim::options::Flags;
 use sim::run::{scratch_root, Case, SeedConfig};
 use sim::shrink::shrink;
 use std::path::PathBuf;
@@ -17,13 +16,8 @@ pub struct ShrinkArgs {
     pub seed: u64,
     #[arg(long, default_value = "start-position")]
     pub design: String,
-    #[arg(long)]
-    pub mode: Option<String>,
-    #[arg(long)]
-    pub torn: bool,
-    /// Fault kinds, as given to `cargo xtask sim --faults`.
-    #[arg(long, value_parser = crate::sim::parse_faults, default_value = "all")]
-    pub faults: sim::fault::FaultSet,
+    #[command(flatten)]
+    pub fault: crate::sim::FaultArgs,
     /// At most this many candidate runs.
     #[arg(long, default_value = "2000")]
     pub max_runs: u64,
@@ -38,8 +32,8 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub fn run(args: ShrinkArgs) -> ExitCode {
-    let parsed = (|| Ok::<_, String>((args.design.parse::<Design>()?, parse_mode(args.mode.as_deref())?)))();
-    let (design, mode) = match parsed {
+    let parsed = (|| Ok::<_, String>((args.design.parse::<Design>()?, args.fault.flags()?)))();
+    let (design, flags) = match parsed {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("error: {message}");
@@ -48,12 +42,7 @@ pub fn run(args: ShrinkArgs) -> ExitCode {
     };
     let (root, _) = scratch_root();
     crate::worker::install_cleanup(root.clone());
-    let config = SeedConfig {
-        seed: args.seed,
-        design,
-        flags: Flags { mode, torn: args.torn, faults: args.faults.clone() },
-        verbose: false,
-    };
+    let config = SeedConfig { seed: args.seed, design, flags, verbose: false };
     let started = Instant::now();
     let shrunk = match shrink(&Case::from_seed(&config), &root, args.max_runs) {
         Ok(shrunk) => shrunk,

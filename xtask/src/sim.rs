@@ -30,17 +30,8 @@ pub struct SimArgs {
     /// A design (erase, length-zero, ram-buffer, generation, start-position, unified) or `all`.
     #[arg(long, default_value = "start-position")]
     pub design: String,
-    /// power-loss or process-crash (default: the seed picks).
-    #[arg(long)]
-    pub mode: Option<String>,
-    /// With power loss: unsynced sectors survive, vanish or tear (at every
-    /// power loss; without it, the seed decides when `torn` is in --faults).
-    #[arg(long)]
-    pub torn: bool,
-    /// Fault kinds the seeds may get: `all`, `none`, or a list of fsync-eio,
-    /// enospc, write-eio, torn. Each seed picks which of them it gets, and when.
-    #[arg(long, value_parser = parse_faults, default_value = "all")]
-    pub faults: FaultSet,
+    #[command(flatten)]
+    pub fault: FaultArgs,
     /// Worker processes (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
@@ -107,6 +98,39 @@ impl Shard {
     }
 }
 
+/// The flags that say which faults seeds get: `sim`, `shrink` and the worker
+/// take them alike, and a repro line repeats them.
+#[derive(Args, Clone, Debug)]
+pub struct FaultArgs {
+    /// power-loss or process-crash (default: the seed picks).
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// With power loss: unsynced sectors survive, vanish or tear (at every
+    /// power loss; without it, the seed decides when `torn` is in --faults).
+    #[arg(long)]
+    pub torn: bool,
+    /// Fault kinds the seeds may get: `all`, `none`, or a list of fsync-eio,
+    /// enospc, write-eio, torn. Each seed picks which of them it gets, and when.
+    #[arg(long, value_parser = parse_faults, default_value = "all")]
+    pub faults: FaultSet,
+}
+
+impl FaultArgs {
+    /// The seeds' flags; `Err` for an unknown mode or torn writes without power loss.
+    pub fn flags(&self) -> Result<Flags, String> {
+        let mode = parse_mode(self.mode.as_deref())?;
+        if self.torn && mode == Some(FaultMode::ProcessCrash) {
+            return Err("--torn needs power loss; it cannot go with --mode process-crash".into());
+        }
+        Ok(Flags { mode, torn: self.torn, faults: self.faults.clone() })
+    }
+
+    /// What a repro line repeats, with `mutant`.
+    pub fn repro(&self, mutant: Option<String>) -> ReproFlags {
+        ReproFlags { mode: self.mode.clone(), torn: self.torn, faults: faults_flag(&self.faults), mutant }
+    }
+}
+
 /// `--faults`: `all`, `none` or a comma-separated list of kinds.
 pub fn parse_faults(text: &str) -> Result<FaultSet, String> {
     FaultSet::parse(text)
@@ -129,7 +153,7 @@ pub fn parse_number(text: &str) -> Result<u64, String> {
 /// Everything validated.
 struct Plan {
     designs: Vec<Design>,
-    mode: Option<FaultMode>,
+    flags: Flags,
     mutation: Option<Mutation>,
     repro: ReproFlags,
     jobs: usize,
@@ -156,11 +180,8 @@ fn usage_error(message: String) -> ExitCode {
 
 fn validate(args: &SimArgs) -> Result<Plan, String> {
     let designs = parse_designs(&args.design)?;
-    let mode = parse_mode(args.mode.as_deref())?;
+    let flags = args.fault.flags()?;
     let mutation = args.mutant.as_deref().map(Mutation::parse).transpose()?;
-    if args.torn && mode == Some(FaultMode::ProcessCrash) {
-        return Err("--torn needs power loss; it cannot go with --mode process-crash".into());
-    }
     if args.seeds == 0 {
         return Err("--seeds must be at least 1".into());
     }
@@ -171,13 +192,8 @@ fn validate(args: &SimArgs) -> Result<Plan, String> {
         return Err("--start plus --seeds overflows".into());
     }
     let jobs = crate::pool::jobs_or_cores(args.jobs);
-    let repro = ReproFlags {
-        mode: args.mode.clone(),
-        torn: args.torn,
-        faults: faults_flag(&args.faults),
-        mutant: args.mutant.clone(),
-    };
-    Ok(Plan { designs, mode, mutation, repro, jobs })
+    let repro = args.fault.repro(args.mutant.clone());
+    Ok(Plan { designs, flags, mutation, repro, jobs })
 }
 
 pub fn run(args: SimArgs) -> ExitCode {
@@ -266,7 +282,7 @@ fn run_single(seed: u64, plan: &Plan, args: &SimArgs, summary: &mut Summary) {
     }
     worker::install_cleanup(root.clone());
     for design in &plan.designs {
-        let flags = Flags { mode: plan.mode, torn: args.torn, faults: args.faults.clone() };
+        let flags = plan.flags.clone();
         let case =
             Case::from_seed(&SeedConfig { seed, design: *design, flags, verbose: true }).with_mutation(plan.mutation);
         let run = |case: &Case| match args.exhaustive {
@@ -306,17 +322,17 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) -> Result<(), St
         args.start,
         args.start + args.seeds,
         designs.join(","),
-        args.mode.as_deref().unwrap_or("per-seed"),
-        args.torn,
-        args.faults,
+        args.fault.mode.as_deref().unwrap_or("per-seed"),
+        args.fault.torn,
+        args.fault.faults,
         plan.jobs,
     );
     let config = PoolConfig {
         seeds,
         designs: plan.designs.clone(),
-        mode: args.mode.clone(),
-        torn: args.torn,
-        faults: args.faults.clone(),
+        mode: args.fault.mode.clone(),
+        torn: args.fault.torn,
+        faults: args.fault.faults.clone(),
         check_determinism: args.check_determinism,
         mutant: args.mutant.clone(),
         misbehave: args.misbehave.clone(),

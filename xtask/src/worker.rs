@@ -4,10 +4,10 @@
 //! A panic is that seed's failure; the worker goes on with the next unit.
 
 use crate::pool::SeedSet;
-use crate::sim::{parse_designs, parse_mode};
+use crate::sim::parse_designs;
 use clap::Args;
 use sim::check::{Failure, FailureKind};
-use sim::options::{Flags, Mutation};
+use sim::options::Mutation;
 use sim::run::{run_case, scratch_root, Case, SeedConfig};
 use sim::summary::{FailureRecord, ReproFlags, SeedResult};
 use std::io::Write;
@@ -34,12 +34,8 @@ pub struct WorkerArgs {
     pub step: u64,
     #[arg(long)]
     pub designs: String,
-    #[arg(long)]
-    pub mode: Option<String>,
-    #[arg(long)]
-    pub torn: bool,
-    #[arg(long, value_parser = crate::sim::parse_faults, default_value = "all")]
-    pub faults: sim::fault::FaultSet,
+    #[command(flatten)]
+    pub fault: crate::sim::FaultArgs,
     #[arg(long)]
     pub mutant: Option<String>,
     #[arg(long)]
@@ -59,11 +55,11 @@ pub fn run(args: WorkerArgs) -> ExitCode {
     let parsed = (|| {
         let designs: Vec<_> = args.designs.split(',').map(parse_designs).collect::<Result<Vec<_>, _>>()?;
         let designs: Vec<_> = designs.into_iter().flatten().collect();
-        let mode = parse_mode(args.mode.as_deref())?;
+        let flags = args.fault.flags()?;
         let mutation = args.mutant.as_deref().map(Mutation::parse).transpose()?;
-        Ok::<_, String>((designs, mode, mutation))
+        Ok::<_, String>((designs, flags, mutation))
     })();
-    let (designs, mode, mutation) = match parsed {
+    let (designs, flags, mutation) = match parsed {
         Ok(parsed) => parsed,
         Err(message) => {
             eprintln!("error: {message}");
@@ -77,12 +73,7 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         EXHAUSTIVE.with(|e| e.set(Some(args.depth)));
     }
     let seeds = SeedSet { start: args.start, count: None, stride: args.stride, offset: args.offset };
-    let repro = ReproFlags {
-        mode: args.mode.clone(),
-        torn: args.torn,
-        faults: crate::sim::faults_flag(&args.faults),
-        mutant: args.mutant.clone(),
-    };
+    let repro = args.fault.repro(args.mutant.clone());
     let mut out = std::io::stdout().lock();
     let mut unit = args.first_unit;
     while unit < args.end_unit {
@@ -91,8 +82,7 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         let _ = writeln!(out, "begin {unit}");
         let _ = out.flush();
         misbehave(&args.misbehave, seed);
-        let flags = Flags { mode, torn: args.torn, faults: args.faults.clone() };
-        let config = SeedConfig { seed, design, flags, verbose: false };
+        let config = SeedConfig { seed, design, flags: flags.clone(), verbose: false };
         let case = Case::from_seed(&config).with_mutation(mutation);
         let result = run_one(&case, &root, &repro, args.check_determinism);
         let _ = writeln!(out, "{}", serde_json::to_string(&result).expect("results encode"));
