@@ -103,19 +103,32 @@ pub struct CrashSpec {
 pub enum PointKind {
     SqliteSync,
     LmdbSync,
+    /// An fsync of a directory of the store.
+    DirSync,
+    /// An fsync of a file of the store's own (neither SQLite's nor LMDB's).
+    FileSync,
     PointA,
     PointB,
     Crank,
 }
 
 impl PointKind {
-    pub const ALL: [PointKind; 5] =
-        [PointKind::SqliteSync, PointKind::LmdbSync, PointKind::PointA, PointKind::PointB, PointKind::Crank];
+    pub const ALL: [PointKind; 7] = [
+        PointKind::SqliteSync,
+        PointKind::LmdbSync,
+        PointKind::DirSync,
+        PointKind::FileSync,
+        PointKind::PointA,
+        PointKind::PointB,
+        PointKind::Crank,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             PointKind::SqliteSync => "sqlite-sync",
             PointKind::LmdbSync => "lmdb-sync",
+            PointKind::DirSync => "dir-sync",
+            PointKind::FileSync => "file-sync",
             PointKind::PointA => "point-a",
             PointKind::PointB => "point-b",
             PointKind::Crank => "crank",
@@ -163,7 +176,7 @@ pub enum SectorFate {
     Torn,
 }
 
-/// Returned by [`crate::world::durability_point`] once the run has crashed.
+/// Returned at a durability point once the run has crashed (there or earlier).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Crashed;
 

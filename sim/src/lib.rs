@@ -2,8 +2,8 @@
 
 pub mod check;
 pub mod cow;
+pub mod disk;
 pub mod fault;
-pub mod lmdb_io;
 pub mod node;
 pub mod options;
 pub mod oracle;
@@ -12,5 +12,4 @@ pub mod scenario;
 pub mod shrink;
 pub mod summary;
 pub mod trace;
-pub mod vfs;
 pub mod world;

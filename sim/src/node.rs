@@ -76,7 +76,7 @@ impl Observer for SimObserver {
 fn store_config(design: Design, mutant: Option<store::Mutant>) -> StoreConfig {
     let mut config = StoreConfig::new(design);
     config.mutant = mutant;
-    config.sqlite_vfs = Some(crate::vfs::VFS_NAME.to_string());
+    config.sqlite_vfs = Some(crate::disk::sqlite::VFS_NAME.to_string());
     config.lmdb_map_bytes = 4 << 20;
     config.observer = Box::new(SimObserver);
     config

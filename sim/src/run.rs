@@ -14,7 +14,7 @@ use crate::options::{Flags, Mutation, SeedOptions};
 use crate::oracle::Oracle;
 use crate::trace::Trace;
 use crate::world::{self, Captured, FaultRecord, PointRecord, Site, World};
-use crate::{lmdb_io, vfs};
+use crate::disk;
 use futures::channel::{mpsc, oneshot};
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
@@ -524,10 +524,10 @@ impl KernelHandle {
 
     /// Kill the node, let the simulated time pass so that its tasks (and the
     /// databases they own) are dropped, then start it again from `images`.
-    async fn crash_and_restart(&mut self, images: &world::CrashImages) {
+    async fn crash_and_restart(&mut self, image: &disk::fs::Image) {
         self.kill().await;
-        vfs::restore(&images.sqlite);
-        lmdb_io::restore(&images.lmdb);
+        disk::restore(image);
+        world::restarted();
         self.start_node();
     }
 
@@ -545,6 +545,11 @@ impl KernelHandle {
     async fn kill(&self) {
         if let Some(id) = self.id {
             Handle::current().kill(id);
+            // madsim drops a killed node's task only when it is next woken:
+            // closing its request channel wakes it now, so the dead process's
+            // store is closed (and its I/O refused) before anything restarts,
+            // not later inside the new process's run.
+            self.requests.close_channel();
             madsim::time::sleep(Duration::from_secs(1)).await;
         }
     }
@@ -575,13 +580,12 @@ fn setup(case: &Case, dir: &Path) -> KernelSetup {
 fn in_world<T>(case: &Case, dir: &Path, world: World, body: impl std::future::Future<Output = T>) -> (T, World) {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).expect("scratch directory");
-    vfs::register();
+    disk::sqlite::register();
     // SQLite's PRNG (journal nonces, WAL salts) is process-global: seed it per run.
-    vfs::seed_sqlite_prng((case.seed ^ (case.seed >> 32)) as u32);
-    world::install(world);
-    lmdb_io::track_dir(&dir.join("kv"));
+    disk::sqlite::seed_prng((case.seed ^ (case.seed >> 32)) as u32);
+    let installed = disk::install(dir, Box::new(world));
     let result = runtime(case.seed).block_on(body);
-    let world = world::uninstall().expect("world installed");
+    let world = installed.finish::<World>().expect("the disk's injector is the run's world");
     let _ = std::fs::remove_dir_all(dir);
     (result, world)
 }
@@ -809,7 +813,7 @@ fn resumed_world(
         torn: false,
     };
     let mut rng = world::torn_rng(case.seed);
-    let images = captured.disks.surviving(case.options.crash, &mut rng);
+    let images = world::crash_image(&captured.disk, case.options.crash, &mut rng);
     record.torn = rng.get_word_pos() != world::torn_rng(case.seed).get_word_pos();
     let world = World::resumed(case.seed, case.options.crash, rest, record, images, rng);
     // The host sees block h committed when run_block(h) returns: a crash while

@@ -1,22 +1,23 @@
-//! The per-thread simulated world of one run: the crash-point counter, the crash
-//! plan, the seeded randomness and time that SQLite sees, and the frozen crash image.
-//!
-//! The disk modules ([`crate::vfs`], [`crate::lmdb_io`]) call [`durability_point`]
-//! at each of their durability points, with none of their own state borrowed:
-//! when the point is the planned crash, the world captures both disks' crash images.
+//! The world of one run: the crash-point counter, the crash plan, the I/O
+//! fault plan, the seeded randomness and time that SQLite sees, and the
+//! frozen crash image. It is the [`Injector`] of the run's simulated disk
+//! ([`crate::disk`]): the disk asks it at every durability point and I/O
+//! operation, handing it the file system model to capture when it crashes.
+//! The host reaches it through the free functions below, which find it on
+//! the thread's installed disk.
 //!
 //! A *capturing* world ([`World::capturing`]) crashes nowhere but keeps, for
-//! every point, the state both disks are in there ([`DiskState`], copy-on-write
-//! so each costs a few reference counts): any point's crash image can then be
-//! made after the run, without running the workload up to the point again.
+//! every point, the state the disk is in there (copy-on-write, so each costs
+//! a reference count per inode): any point's crash image can then be made
+//! after the run, without running the workload up to the point again.
 //! A *resumed* world ([`World::resumed`]) starts a run just after such a crash.
 
-use crate::fault::{CrashAt, CrashSpec, Crashed, FaultAt, FaultKind, OpClass, PointKind};
-use crate::lmdb_io::{self, LmdbImage, LmdbState};
-use crate::vfs::{self, VfsImage, VfsState};
+use crate::disk::fs::{Fs, Image, NothingPending, Torn};
+use crate::disk::{self, Injector};
+use crate::fault::{CrashAt, CrashSpec, Crashed, FaultAt, FaultKind, FaultMode, OpClass, PointKind};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use std::cell::{Cell, RefCell};
+use std::any::Any;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -74,30 +75,13 @@ pub struct Site {
     pub height: u64,
 }
 
-/// Both disks as they survive a crash.
-#[derive(Clone, Debug, Default)]
-pub struct CrashImages {
-    pub sqlite: VfsImage,
-    pub lmdb: LmdbImage,
-}
-
-/// Both disks at one crash point of a capturing run, for a crash image made later.
-#[derive(Clone, Debug, Default)]
-pub struct DiskState {
-    pub sqlite: VfsState,
-    pub lmdb: LmdbState,
-}
-
-impl DiskState {
-    /// Both disks now.
-    pub fn now() -> DiskState {
-        DiskState { sqlite: vfs::state(), lmdb: lmdb_io::state() }
-    }
-
-    /// The crash images a crash here leaves, per `spec`: exactly what a run
-    /// that crashed here would have captured, given the same `rng`.
-    pub fn surviving(&self, spec: CrashSpec, rng: &mut ChaCha8Rng) -> CrashImages {
-        CrashImages { sqlite: self.sqlite.surviving(spec, rng), lmdb: self.lmdb.surviving(spec, rng) }
+/// The disk as it survives a crash of `spec` now (torn draws from `rng`):
+/// exactly what a run that crashed here would have, given the same `rng`.
+pub fn crash_image(fs: &Fs, spec: CrashSpec, rng: &mut ChaCha8Rng) -> Image {
+    match (spec.mode, spec.torn) {
+        (FaultMode::ProcessCrash, _) => fs.live_image(),
+        (FaultMode::PowerLoss, false) => fs.surviving(&mut NothingPending),
+        (FaultMode::PowerLoss, true) => fs.surviving(&mut Torn(rng)),
     }
 }
 
@@ -105,29 +89,14 @@ impl DiskState {
 #[derive(Clone, Debug)]
 pub struct Captured {
     pub database: &'static str,
-    /// The file name only (see [`PointRecord::file`]).
+    /// Relative to the store's directory (see [`PointRecord::file`]).
     pub file: String,
     pub at: Position,
-    /// Shared with the neighbouring points when no disk changed in between.
-    pub disks: Arc<DiskState>,
+    /// Shared with the neighbouring points when the disk did not change in between.
+    pub disk: Arc<Fs>,
 }
 
-thread_local! {
-    /// Bumped at every change of either disk: a capture can reuse the previous
-    /// point's state when nothing changed since.
-    static DISK_GENERATION: Cell<u64> = const { Cell::new(0) };
-}
-
-/// A disk of this thread changed (a write, a sync, a file created or deleted).
-pub fn disk_changed() {
-    DISK_GENERATION.with(|g| g.set(g.get() + 1));
-}
-
-fn disk_generation() -> u64 {
-    DISK_GENERATION.with(Cell::get)
-}
-
-/// One run's world. Installed per thread with [`install`].
+/// One run's world: the injector of the run's disk.
 pub struct World {
     spec: CrashSpec,
     sqlite_rng: ChaCha8Rng,
@@ -138,7 +107,7 @@ pub struct World {
     /// Points hit per (kind, block) since the start or the last crash.
     counts: BTreeMap<(PointKind, u64), u64>,
     crashed: Option<PointRecord>,
-    images: Option<CrashImages>,
+    image: Option<Image>,
     /// Every point hit, indexed by ordinal.
     sites: Vec<Site>,
     position: Position,
@@ -149,15 +118,17 @@ pub struct World {
     io_counts: BTreeMap<(OpClass, u64), u64>,
     /// The I/O fault injected since the host last looked ([`take_fault`]).
     fault_fired: Option<FaultRecord>,
-    /// The host is stopping the process after an I/O fault: its I/O fails.
+    /// The process is dead (it crashed, or the host stopped it after an I/O
+    /// fault) and not restarted yet: its I/O fails, also while it is being
+    /// torn down (closing SQLite in WAL mode checkpoints).
     stopped: bool,
     /// The fsync-retry mutation: a failed sync is retried (and then succeeds).
     retry_failed_sync: bool,
     /// Capturing runs: what each point would leave, by ordinal.
     capturing: bool,
     captured: Vec<Captured>,
-    /// The generation and state of the last capture.
-    last_capture: Option<(u64, Arc<DiskState>)>,
+    /// The disk generation and state of the last capture.
+    last_capture: Option<(u64, Arc<Fs>)>,
 }
 
 /// Simulated wall-clock time SQLite sees at the start of a run (2022-01-01).
@@ -173,7 +144,7 @@ impl World {
             crash_plan: crash_plan.into(),
             counts: BTreeMap::new(),
             crashed: None,
-            images: None,
+            image: None,
             sites: Vec::new(),
             position: Position::default(),
             time_ms: EPOCH_MS,
@@ -193,7 +164,7 @@ impl World {
         World { capturing: true, ..World::new(seed, spec, Vec::new()) }
     }
 
-    /// A run that starts just after the crash `crash` (which left `images`,
+    /// A run that starts just after the crash `crash` (which left `image`,
     /// drawn from `torn_rng`), with `crash_plan` still ahead: the state a run
     /// that had crashed there is in, without having run up to the point. Its
     /// next point takes the ordinal after the crash's.
@@ -202,7 +173,7 @@ impl World {
         spec: CrashSpec,
         crash_plan: Vec<CrashAt>,
         crash: PointRecord,
-        images: CrashImages,
+        image: Image,
         torn_rng: ChaCha8Rng,
     ) -> World {
         let next_ordinal = crash.ordinal + 1;
@@ -210,7 +181,8 @@ impl World {
             torn_rng,
             next_ordinal,
             crashed: Some(crash),
-            images: Some(images),
+            image: Some(image),
+            stopped: true,
             ..World::new(seed, spec, crash_plan)
         }
     }
@@ -231,14 +203,7 @@ impl World {
         self.last_capture = None;
         std::mem::take(&mut self.captured)
     }
-}
 
-/// The rng of torn-write draws of a run of `seed`, as the run starts.
-pub fn torn_rng(seed: u64) -> ChaCha8Rng {
-    ChaCha8Rng::seed_from_u64(seed ^ 0x7_0e2)
-}
-
-impl World {
     /// Every point hit in this run, indexed by ordinal.
     pub fn sites(&self) -> &[Site] {
         &self.sites
@@ -252,155 +217,152 @@ impl World {
         }
         by_kind
     }
-}
 
-thread_local! {
-    static WORLD: RefCell<Option<World>> = const { RefCell::new(None) };
-}
-
-/// Install `world` on this thread, resetting both simulated disks.
-pub fn install(world: World) {
-    vfs::reset();
-    lmdb_io::reset();
-    WORLD.with(|w| *w.borrow_mut() = Some(world));
-}
-
-/// Remove this thread's world (end of a run), resetting both disks.
-pub fn uninstall() -> Option<World> {
-    vfs::reset();
-    lmdb_io::reset();
-    WORLD.with(|w| w.borrow_mut().take())
-}
-
-fn with<R>(f: impl FnOnce(&mut World) -> R) -> Option<R> {
-    WORLD.with(|w| w.borrow_mut().as_mut().map(f))
-}
-
-/// A durability point of kind `kind` in `database` (`"sqlite"` or `"lmdb"` or
-/// `"swing-store"`) on `file`. `Ok` lets the caller proceed; `Err(Crashed)` means
-/// the run has crashed here or earlier: fail the operation, change nothing.
-/// Outside a world (a plain test) every point passes.
-pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> Result<(), Crashed> {
-    let crash_now = with(|w| {
-        if w.crashed.is_some() || w.stopped {
-            return Err(Crashed);
-        }
-        let ordinal = w.next_ordinal;
-        w.next_ordinal += 1;
-        let height = w.position.height;
-        w.sites.push(Site { kind, height });
-        let count = w.counts.entry((kind, height)).or_default();
+    /// Count the point hit now; `Some(named)` if the plan crashes here.
+    fn hit(&mut self, kind: PointKind) -> Option<CrashAt> {
+        let height = self.position.height;
+        self.next_ordinal += 1;
+        self.sites.push(Site { kind, height });
+        let count = self.counts.entry((kind, height)).or_default();
         *count += 1;
         let here = CrashAt { at: kind, block: height, nth: *count };
-        if w.capturing {
-            return Ok(Some(None));
-        }
-        if w.crash_plan.front() != Some(&here) {
-            return Ok(None);
-        }
-        w.crash_plan.pop_front();
-        w.counts.clear();
-        w.io_counts.clear();
-        let record =
-            PointRecord { kind, ordinal, named: here, database, file: file_name(file), at: w.position, torn: false };
-        w.crashed = Some(record);
-        Ok(Some(Some(w.spec)))
-    });
-    match crash_now {
-        None | Some(Ok(None)) => Ok(()),
-        Some(Err(crashed)) => Err(crashed),
-        Some(Ok(Some(None))) => {
-            capture_point(database, file);
-            Ok(())
-        }
-        Some(Ok(Some(Some(spec)))) => {
-            freeze(spec);
-            Err(Crashed)
-        }
+        (self.crash_plan.front() == Some(&here)).then_some(here)
+    }
+
+    /// Keep the disk's state at this point of a capturing run.
+    fn capture(&mut self, database: &'static str, file: &str, fs: &Fs) {
+        let disk = match &self.last_capture {
+            Some((generation, disk)) if *generation == fs.generation() => disk.clone(),
+            _ => Arc::new(fs.state()),
+        };
+        self.last_capture = Some((fs.generation(), disk.clone()));
+        self.captured.push(Captured { database, file: file.to_string(), at: self.position, disk });
+    }
+
+    /// Crash here: freeze the crash image.
+    fn crash(&mut self, named: CrashAt, database: &'static str, file: &str, fs: &Fs) {
+        self.crash_plan.pop_front();
+        self.counts.clear();
+        self.io_counts.clear();
+        let drawn_before = self.torn_rng.get_word_pos();
+        self.image = Some(crash_image(fs, self.spec, &mut self.torn_rng));
+        let torn = self.torn_rng.get_word_pos() != drawn_before;
+        let ordinal = self.next_ordinal - 1;
+        let at = self.position;
+        self.stopped = true;
+        self.crashed =
+            Some(PointRecord { kind: named.at, ordinal, named, database, file: file.to_string(), at, torn });
     }
 }
 
-/// Record the disks' state at this point of a capturing run. Called with no
-/// borrow of the world held (the disks borrow their own state).
-fn capture_point(database: &'static str, file: &str) {
-    let generation = disk_generation();
-    let reuse = with(|w| match &w.last_capture {
-        Some((g, disks)) if *g == generation => Some(disks.clone()),
-        _ => None,
-    })
-    .flatten();
-    let disks = reuse.unwrap_or_else(|| Arc::new(DiskState::now()));
-    with(|w| {
-        w.last_capture = Some((generation, disks.clone()));
-        w.captured.push(Captured { database, file: file_name(file), at: w.position, disks });
-    });
+/// The rng of torn-write draws of a run of `seed`, as the run starts.
+pub fn torn_rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ 0x7_0e2)
 }
 
-/// The file name only: the directory holds the process ID, which must not reach a trace.
-fn file_name(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_string()
-}
-
-/// Capture both disks' crash images. Called with no borrow of the world held,
-/// since the disks borrow their own state; the torn rng is moved out meanwhile.
-fn freeze(spec: CrashSpec) {
-    let mut rng = with(|w| w.torn_rng.clone()).expect("world installed");
-    let drawn_before = rng.get_word_pos();
-    let images = DiskState::now().surviving(spec, &mut rng);
-    let torn = rng.get_word_pos() != drawn_before;
-    with(|w| {
-        w.torn_rng = rng;
-        w.images = Some(images);
-        if let Some(record) = &mut w.crashed {
-            record.torn = torn;
+impl Injector for World {
+    fn durability_point(
+        &mut self,
+        kind: PointKind,
+        database: &'static str,
+        file: &str,
+        fs: &Fs,
+    ) -> Result<(), Crashed> {
+        if self.crashed.is_some() || self.stopped {
+            return Err(Crashed);
         }
-    });
-}
+        let planned = self.hit(kind);
+        if self.capturing {
+            self.capture(database, file, fs);
+            return Ok(());
+        }
+        match planned {
+            Some(named) => {
+                self.crash(named, database, file, fs);
+                Err(Crashed)
+            }
+            None => Ok(()),
+        }
+    }
 
-/// Whether the run has crashed, or its process is being stopped after an I/O
-/// fault (its writes no longer matter).
-pub fn is_crashed() -> bool {
-    with(|w| w.crashed.is_some() || w.stopped).unwrap_or(false)
-}
-
-/// An I/O operation of `class` (a write also passes `extends`: whether it ends
-/// past the file's end) on `file` of `database`. Returns the fault to inject
-/// now, if the plan names this operation; counts it either way. Outside a
-/// world, and once crashed, nothing is injected.
-pub fn io_operation(class: OpClass, extends: bool, database: &'static str, file: &str) -> Option<FaultKind> {
-    with(|w| {
-        if w.crashed.is_some() || w.stopped {
+    /// Returns the fault to inject now, if the plan names this operation;
+    /// counts it either way. Once crashed, nothing is injected.
+    fn io_operation(
+        &mut self,
+        class: OpClass,
+        extends: bool,
+        database: &'static str,
+        file: &str,
+    ) -> Option<FaultKind> {
+        if self.crashed.is_some() || self.stopped {
             return None;
         }
-        let height = w.position.height;
+        let height = self.position.height;
         let extend = extends.then_some(OpClass::Extend);
         // This operation's count in each class it belongs to (no allocation: every write passes here).
         let mut counted = [None; 2];
         for (slot, class) in counted.iter_mut().zip([Some(class), extend]) {
             let Some(class) = class else { continue };
-            let count = w.io_counts.entry((class, height)).or_default();
+            let count = self.io_counts.entry((class, height)).or_default();
             *count += 1;
             *slot = Some((class, *count));
         }
-        if w.fault_fired.is_some() {
+        if self.fault_fired.is_some() {
             // One fault at a time: the host has not seen the last one yet.
             return None;
         }
-        let hit = w.fault_plan.iter().position(|f| {
+        let hit = self.fault_plan.iter().position(|f| {
             f.block == height
                 && counted.iter().flatten().any(|(class, n)| f.fault.class() == Some(*class) && f.nth == *n)
         })?;
-        let named = w.fault_plan.remove(hit);
-        let record = FaultRecord { named, database, file: file_name(file), at: w.position };
-        w.fault_fired = Some(record);
+        let named = self.fault_plan.remove(hit);
+        let record = FaultRecord { named, database, file: file.to_string(), at: self.position };
+        self.fault_fired = Some(record);
         Some(named.fault)
-    })
-    .flatten()
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.crashed.is_some() || self.stopped
+    }
+
+    fn retries_failed_sync(&self) -> bool {
+        self.retry_failed_sync
+    }
+
+    fn fill_random(&mut self, buf: &mut [u8]) {
+        self.sqlite_rng.fill_bytes(buf);
+    }
+
+    /// Advances one millisecond per call so that time never stands still.
+    fn now_ms(&mut self) -> i64 {
+        self.time_ms += 1;
+        self.time_ms
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn Any> {
+        self
+    }
 }
 
-/// The fsync-retry mutation is on: a disk retries a failed sync once.
-pub fn retries_failed_sync() -> bool {
-    with(|w| w.retry_failed_sync).unwrap_or(false)
+/// Run `f` on the world of this thread's disk.
+fn with<R>(f: impl FnOnce(&mut World) -> R) -> Option<R> {
+    disk::with_injector::<World, R>(f)
+}
+
+/// A durability point of the store (crank start, point A, point B) on `file`.
+/// `Ok` lets the caller proceed; `Err(Crashed)` means the run has crashed
+/// here or earlier. Outside a run (a plain test) every point passes.
+pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> Result<(), Crashed> {
+    disk::point(kind, database, file)
+}
+
+/// Whether the run has crashed and the host has not taken the crash yet.
+pub fn is_crashed() -> bool {
+    with(|w| w.crashed.is_some()).unwrap_or(false)
 }
 
 /// The I/O fault injected since the last call, if any.
@@ -414,44 +376,28 @@ pub fn faults_left() -> Vec<FaultAt> {
 }
 
 /// The host stops the process after an I/O fault (or to retry a block): the
-/// disks stay as they are (each file's live and durable images; a process
-/// restart makes nothing durable), and from now until [`restarted`] the dying
-/// process's I/O fails.
+/// disk stays as it is (a process restart makes nothing durable), and from
+/// now until [`restarted`] the dying process's I/O fails.
 pub fn stop_process() {
     with(|w| w.stopped = true);
 }
 
-/// The process stopped by [`stop_process`] is gone; the next one may do I/O.
+/// The dead process (crashed, or stopped by [`stop_process`]) is gone and
+/// the disk is what the next one starts on: it may do I/O.
 pub fn restarted() {
     with(|w| w.stopped = false);
 }
 
-/// The crash that happened, if any, and the images it left; clears the crash so
-/// the restarted run can go on (and crash again at a later planned ordinal).
-pub fn take_crash() -> Option<(PointRecord, CrashImages)> {
+/// The crash that happened, if any, and the image it left; clears the crash
+/// so the restarted run can go on (and crash again at a later planned point).
+/// The process stays dead until [`restarted`].
+pub fn take_crash() -> Option<(PointRecord, Image)> {
     with(|w| {
         let record = w.crashed.take()?;
-        let images = w.images.take().expect("a crash captures images");
-        Some((record, images))
+        let image = w.image.take().expect("a crash freezes an image");
+        Some((record, image))
     })
     .flatten()
-}
-
-/// Seeded randomness for SQLite's xRandomness.
-pub fn fill_random(buf: &mut [u8]) {
-    if with(|w| w.sqlite_rng.fill_bytes(buf)).is_none() {
-        buf.fill(0);
-    }
-}
-
-/// Simulated milliseconds since the Unix epoch for SQLite's xCurrentTime; it
-/// advances one millisecond per call so that time never stands still.
-pub fn now_ms() -> i64 {
-    with(|w| {
-        w.time_ms += 1;
-        w.time_ms
-    })
-    .unwrap_or(EPOCH_MS)
 }
 
 /// Record where the run is (for naming crash points).

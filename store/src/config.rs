@@ -64,19 +64,80 @@ impl FromStr for Design {
     }
 }
 
-/// SQLite `journal_mode`, set explicitly at open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JournalMode {
-    Delete,
-    Wal,
+/// A setting with a fixed set of names (the ones the database's own
+/// documentation uses, lower-cased): parsing and printing in one place.
+macro_rules! named_setting {
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(text: &str) -> Result<$name, String> {
+                $name::ALL.iter().copied().find(|v| v.name().eq_ignore_ascii_case(text)).ok_or_else(|| {
+                    let names: Vec<&str> = $name::ALL.iter().map(|v| v.name()).collect();
+                    format!("unknown {} `{text}` (expected one of: {})", stringify!($name), names.join(", "))
+                })
+            }
+        }
+    };
 }
 
-/// SQLite `synchronous`, set explicitly at open.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Synchronous {
-    Off,
-    Normal,
-    Full,
+named_setting! {
+    /// SQLite `journal_mode`, set explicitly at open (sqlite.org/pragma.html#pragma_journal_mode).
+    JournalMode {
+        Delete => "delete",
+        Truncate => "truncate",
+        Persist => "persist",
+        Memory => "memory",
+        Wal => "wal",
+        Off => "off",
+    }
+}
+
+named_setting! {
+    /// SQLite `synchronous`, set explicitly at open (sqlite.org/pragma.html#pragma_synchronous).
+    Synchronous {
+        Off => "off",
+        Normal => "normal",
+        Full => "full",
+        Extra => "extra",
+    }
+}
+
+named_setting! {
+    /// LMDB's environment flags that change durability (lmdb.h, `mdb_env_open`).
+    LmdbFlags {
+        /// No flag: every commit syncs data pages, then writes the meta page `O_DSYNC`.
+        Default => "default",
+        /// `MDB_NOMETASYNC`: the meta page is written without a sync.
+        NoMetaSync => "nometasync",
+        /// `MDB_NOSYNC`: no sync at commit at all.
+        NoSync => "nosync",
+        /// `MDB_WRITEMAP`: pages are written through a writable shared map.
+        WriteMap => "writemap",
+        /// `MDB_WRITEMAP | MDB_MAPASYNC`: the map is flushed asynchronously.
+        WriteMapAsync => "writemap-mapasync",
+    }
 }
 
 /// A place where durability changes, reported to the [`Observer`].
@@ -138,17 +199,21 @@ pub enum Mutant {
     AbortKeepsKv,
     /// Replay starts at position 0 instead of the span's start.
     ReplayFromZero,
+    /// The store does not sync its directories after opening: the files the
+    /// databases created there may vanish at a power loss.
+    NoDirSync,
     /// A storage error is recorded on disk, and every later block is refused,
     /// after a restart too: the store never makes progress again.
     PoisonPersists,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 5] = [
+    pub const ALL: [Mutant; 6] = [
         Mutant::LmdbFirst,
         Mutant::SqliteSyncOff,
         Mutant::AbortKeepsKv,
         Mutant::ReplayFromZero,
+        Mutant::NoDirSync,
         Mutant::PoisonPersists,
     ];
 
@@ -158,6 +223,7 @@ impl Mutant {
             Mutant::SqliteSyncOff => "sqlite-sync-off",
             Mutant::AbortKeepsKv => "abort-keeps-kv",
             Mutant::ReplayFromZero => "replay-from-zero",
+            Mutant::NoDirSync => "no-dir-sync",
             Mutant::PoisonPersists => "poison-persists",
         }
     }
@@ -168,6 +234,7 @@ pub struct StoreConfig {
     pub design: Design,
     pub journal_mode: JournalMode,
     pub synchronous: Synchronous,
+    pub lmdb_flags: LmdbFlags,
     /// Name of a registered SQLite VFS to use instead of the default one.
     pub sqlite_vfs: Option<String>,
     /// LMDB map size; a multiple of the page size.
@@ -178,12 +245,16 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// The defaults: a rollback journal with `synchronous=FULL`, the default VFS.
+    /// The defaults: SQLite in WAL mode with `synchronous=FULL`, LMDB with no
+    /// flag, the default VFS. Both are durable by their own documentation and
+    /// by `cargo xtask durability-matrix` (docs/findings.md, "Durability of
+    /// every setting"); a rollback journal with `synchronous=FULL` is not.
     pub fn new(design: Design) -> StoreConfig {
         StoreConfig {
             design,
-            journal_mode: JournalMode::Delete,
+            journal_mode: JournalMode::Wal,
             synchronous: Synchronous::Full,
+            lmdb_flags: LmdbFlags::Default,
             sqlite_vfs: None,
             lmdb_map_bytes: 64 << 20,
             observer: Box::new(NoObserver),

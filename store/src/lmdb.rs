@@ -1,8 +1,9 @@
 //! kvStore's backing on LMDB (through heed): one environment, the unnamed database.
 
+use crate::config::LmdbFlags;
 use crate::error::{Error, Result};
 use heed::types::Str;
-use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, RoTxn};
+use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,26 +19,12 @@ pub(crate) struct LmdbKv {
 }
 
 impl LmdbKv {
-    pub(crate) fn open(dir: &Path, map_bytes: usize) -> Result<LmdbKv> {
-        std::fs::create_dir_all(dir)?;
-        let env = match open_env(dir, map_bytes) {
-            Err(heed::Error::Mdb(heed::MdbError::Invalid)) if never_committed(dir)? => {
-                // Nothing but zeros: LMDB's first commit never reached the disk (an
-                // fsync that failed loses even the meta pages written at creation),
-                // so no block was ever committed here. Start the environment afresh.
-                remove_if_present(&dir.join(DATA_FILE))?;
-                remove_if_present(&dir.join(LOCK_FILE))?;
-                open_env(dir, map_bytes)
-            }
-            opened => opened,
+    pub(crate) fn open(dir: &Path, map_bytes: usize, flags: LmdbFlags) -> Result<LmdbKv> {
+        if !dir.exists() {
+            create_env(dir, map_bytes, flags)?;
         }
-        .map_err(|e| lmdb_open_error(dir, e))?;
-        let wtxn = env.write_txn()?;
-        let db = env
-            .create_databases_and_commit(wtxn, |opener, wtxn| {
-                opener.create_database::<Str, Str>(wtxn, None).map(CommitOrAbort::<_, ()>::Commit)
-            })?
-            .unwrap_commit();
+        let env = open_env(dir, map_bytes, flags).map_err(|e| lmdb_open_error(dir, e))?;
+        let db = create_main_db(&env)?;
         Ok(LmdbKv { env: Some(env), db, reader: RefCell::new(None) })
     }
 
@@ -107,26 +94,71 @@ fn collect<'a>(entries: impl Iterator<Item = heed::Result<(&'a str, &'a str)>>) 
 }
 
 const DATA_FILE: &str = "data.mdb";
-const LOCK_FILE: &str = "lock.mdb";
 
-fn open_env(dir: &Path, map_bytes: usize) -> heed::Result<Env> {
+fn open_env(dir: &Path, map_bytes: usize, flags: LmdbFlags) -> heed::Result<Env> {
+    let env_flags = match flags {
+        LmdbFlags::Default => EnvFlags::empty(),
+        LmdbFlags::NoMetaSync => EnvFlags::NO_META_SYNC,
+        LmdbFlags::NoSync => EnvFlags::NO_SYNC,
+        LmdbFlags::WriteMap => EnvFlags::WRITE_MAP,
+        LmdbFlags::WriteMapAsync => EnvFlags::WRITE_MAP | EnvFlags::MAP_ASYNC,
+    };
+    let mut options = EnvOpenOptions::new();
+    options.map_size(map_bytes).max_dbs(1);
     // SAFETY: heed refuses a second open of a path that is open in this process,
-    // and this store never opens the same environment from two places.
-    unsafe { EnvOpenOptions::new().map_size(map_bytes).max_dbs(1).open(dir) }
-}
-
-/// Whether the data file holds zeros only. Read only after LMDB refused the
-/// file: a file with any other byte (a meta page, a data page) is not discarded.
-fn never_committed(dir: &Path) -> Result<bool> {
-    let bytes = std::fs::read(dir.join(DATA_FILE))?;
-    Ok(bytes.iter().all(|b| *b == 0))
-}
-
-fn remove_if_present(path: &Path) -> Result<()> {
-    match std::fs::remove_file(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-        _ => Ok(()),
+    // and this store never opens the same environment from two places. The
+    // flags trade durability as lmdb.h documents; the store never writes
+    // through the map itself (WRITEMAP's "wild pointer" hazard).
+    unsafe {
+        options.flags(env_flags);
+        options.open(dir)
     }
+}
+
+/// Where a new environment is made before it takes its place.
+fn staging_dir(dir: &Path) -> std::path::PathBuf {
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    dir.with_file_name(staging_name(&name))
+}
+
+/// Create the environment `dir` whole or not at all. LMDB writes a new
+/// environment's meta pages without a sync, creates its files without syncing
+/// their directory, and a commit with nothing to write syncs nothing: a power
+/// loss before the first block's commit could leave a data file LMDB refuses
+/// (MDB_INVALID, torn meta pages), or none. So the environment is made in a
+/// staging directory, synced (data file, then the directory), and renamed
+/// into place; the caller syncs the parent. A staging directory left by a
+/// crash is discarded.
+fn create_env(dir: &Path, map_bytes: usize, flags: LmdbFlags) -> Result<()> {
+    let staging = staging_dir(dir);
+    match std::fs::remove_dir_all(&staging) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+        _ => {}
+    }
+    std::fs::create_dir(&staging)?;
+    let env = open_env(&staging, map_bytes, flags).map_err(|e| lmdb_open_error(&staging, e))?;
+    let synced = create_main_db(&env).and_then(|_| Ok(env.force_sync()?));
+    env.prepare_for_closing().wait();
+    synced?;
+    std::fs::File::open(&staging)?.sync_all()?;
+    std::fs::rename(&staging, dir)?;
+    Ok(())
+}
+
+/// The environment's main (unnamed) database.
+fn create_main_db(env: &Env) -> Result<Database<'static, Str, Str>> {
+    let wtxn = env.write_txn()?;
+    let db = env
+        .create_databases_and_commit(wtxn, |opener, wtxn| {
+            opener.create_database::<Str, Str>(wtxn, None).map(CommitOrAbort::<_, ()>::Commit)
+        })?
+        .unwrap_commit();
+    Ok(db)
+}
+
+/// The name of the staging directory a crash may leave beside `dir`.
+pub(crate) fn staging_name(dir_name: &str) -> String {
+    format!("{dir_name}.new")
 }
 
 fn lmdb_open_error(dir: &Path, error: heed::Error) -> Error {

@@ -28,9 +28,7 @@ const MIN_DATABASE_BYTES: u64 = 512;
 
 /// Open (or create) the SQLite database of the store at `path`.
 pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Connection> {
-    if config.sqlite_vfs.is_none() {
-        check_file_size(path)?;
-    }
+    check_file_size(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = match &config.sqlite_vfs {
         Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs.as_str())?,
@@ -38,7 +36,28 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Connection> {
     };
     apply_settings(&conn, config).map_err(|e| corrupt_or(path, e))?;
     check_or_create_schema(&conn, path, config.design).map_err(|e| corrupt_or(path, e))?;
+    if config.journal_mode == JournalMode::Wal {
+        // What this connection reads must be durable before the store builds
+        // on it. After an I/O error in COMMIT, the WAL can hold the failed
+        // transaction's commit frame, written but never synced; a new
+        // connection reads it as committed, and a later transaction that
+        // writes the same rows again changes nothing, so its COMMIT syncs
+        // nothing. A power loss would then take back rows a later block's
+        // acknowledged commit relies on (docs/findings.md).
+        checkpoint(&conn)?;
+    }
     Ok(conn)
+}
+
+/// Checkpoint the WAL in full: sync it, copy its frames into the database,
+/// sync that. Every frame the connection sees is then durable.
+pub(crate) fn checkpoint(conn: &Connection) -> Result<()> {
+    let (busy, _, _): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    if busy != 0 {
+        return Err(Error::Invariant("the WAL checkpoint at open was blocked: another connection is open".into()));
+    }
+    Ok(())
 }
 
 /// SQLite takes a file shorter than its header for an empty database and would
@@ -73,22 +92,24 @@ fn apply_settings(conn: &Connection, config: &StoreConfig) -> Result<()> {
     // bounds, which made transcript reads cost a full parse each. Results and
     // file contents are the same either way.
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    let wanted = match config.journal_mode {
-        JournalMode::Delete => "delete",
-        JournalMode::Wal => "wal",
+    // Only the store checkpoints ([`checkpoint`]), where a failure stops it.
+    // SQLite's own checkpoints (automatic after a commit, and at close) ignore
+    // or outlive an fsync error and run again later; a later one's sync then
+    // "succeeds" and copies WAL frames whose unsynced bytes the failed sync
+    // lost into the database (docs/findings.md).
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
+    conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
+    let synchronous = match config.mutant {
+        Some(Mutant::SqliteSyncOff) => Synchronous::Off,
+        _ => config.synchronous,
     };
+    conn.execute_batch(&format!("PRAGMA synchronous={}", synchronous.name()))?;
+    let wanted = config.journal_mode.name();
     let got: String = conn.query_row(&format!("PRAGMA journal_mode={wanted}"), [], |row| row.get(0))?;
     if !got.eq_ignore_ascii_case(wanted) {
         // E.g. a VFS without shared memory silently keeps a rollback journal.
         return Err(Error::Misuse(format!("journal_mode={wanted} requested, SQLite chose {got}")));
     }
-    let synchronous = match config.synchronous {
-        _ if config.mutant == Some(Mutant::SqliteSyncOff) => "OFF",
-        Synchronous::Off => "OFF",
-        Synchronous::Normal => "NORMAL",
-        Synchronous::Full => "FULL",
-    };
-    conn.execute_batch(&format!("PRAGMA synchronous={synchronous}"))?;
     Ok(())
 }
 

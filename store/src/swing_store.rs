@@ -5,7 +5,7 @@
 //! `commit` runs: SQLite COMMIT, point A, LMDB commit, point B. In the `unified`
 //! design kvStore is a table of the SQLite database and there is one commit.
 
-use crate::config::{Design, Mutant, Observer, Point, StoreConfig};
+use crate::config::{Design, JournalMode, Mutant, Observer, Point, StoreConfig};
 use crate::error::{Error, Result};
 use crate::lmdb::LmdbKv;
 use crate::sqlite::{self, SQLITE_FILE};
@@ -41,6 +41,7 @@ fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
 
 pub struct SwingStore {
     design: Design,
+    journal_mode: JournalMode,
     dir: PathBuf,
     conn: Connection,
     /// `None` in the `unified` design.
@@ -55,7 +56,13 @@ pub struct SwingStore {
     /// Stream writes of the open crank (`ram-buffer` design only).
     crank_streams: Vec<StreamOp>,
     poisoned: Option<String>,
+    /// Block commits since the WAL was last checkpointed (WAL mode only).
+    commits_since_checkpoint: u32,
 }
+
+/// In WAL mode the store checkpoints every this many block commits (and at
+/// open), so the WAL stays bounded without SQLite's automatic checkpoints.
+const CHECKPOINT_EVERY_COMMITS: u32 = 8;
 
 impl SwingStore {
     /// Open the store in `dir` (created if missing), checking the recorded design.
@@ -64,11 +71,15 @@ impl SwingStore {
         std::fs::create_dir_all(dir)?;
         let conn = sqlite::open(&dir.join(SQLITE_FILE), &config)?;
         let lmdb = match config.design.uses_lmdb() {
-            true => Some(LmdbKv::open(&dir.join("kv"), config.lmdb_map_bytes)?),
+            true => Some(LmdbKv::open(&dir.join(LMDB_DIR), config.lmdb_map_bytes, config.lmdb_flags)?),
             false => None,
         };
+        if config.mutant != Some(Mutant::NoDirSync) {
+            sync_directories(dir, lmdb.is_some())?;
+        }
         Ok(SwingStore {
             design: config.design,
+            journal_mode: config.journal_mode,
             dir: dir.to_path_buf(),
             conn,
             lmdb,
@@ -79,6 +90,7 @@ impl SwingStore {
             block_kv: KvWrites::new(),
             crank_streams: Vec::new(),
             poisoned: None,
+            commits_since_checkpoint: 0,
         })
     }
 
@@ -350,7 +362,22 @@ impl SwingStore {
             self.commit_lmdb()?;
         }
         self.block_kv.clear();
-        self.reached(Point::PointB)
+        self.reached(Point::PointB)?;
+        self.checkpoint_now_and_then()
+    }
+
+    /// After a durable block, checkpoint the WAL if it is due; a failure
+    /// poisons the store (the block itself is already durable).
+    fn checkpoint_now_and_then(&mut self) -> Result<()> {
+        if self.journal_mode != JournalMode::Wal {
+            return Ok(());
+        }
+        self.commits_since_checkpoint += 1;
+        if self.commits_since_checkpoint < CHECKPOINT_EVERY_COMMITS {
+            return Ok(());
+        }
+        self.commits_since_checkpoint = 0;
+        self.guarded(|s| sqlite::checkpoint(&s.conn))
     }
 
     /// SQLite COMMIT (with the kv table in the `unified` design).
@@ -386,6 +413,24 @@ impl SwingStore {
     }
 }
 
+/// LMDB's environment directory inside the store's directory.
+const LMDB_DIR: &str = "kv";
+
+/// Make the entries of the store's directories durable: the files SQLite and
+/// LMDB created at open (the database file, LMDB's data file and its
+/// directory) exist after a power loss only once their directory is synced
+/// (POSIX fsync; the ALICE model), and neither database syncs those
+/// directories itself (SQLite syncs one only for a new journal or WAL;
+/// LMDB never). Done at every open: the first block's commit must not
+/// depend on what a later journal's sync happens to carry along.
+fn sync_directories(dir: &Path, lmdb: bool) -> Result<()> {
+    if lmdb {
+        std::fs::File::open(dir.join(LMDB_DIR))?.sync_all()?;
+    }
+    std::fs::File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
 /// A directory that holds files but no swing-store database is someone else's.
 fn check_directory(dir: &Path) -> Result<()> {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -394,7 +439,8 @@ fn check_directory(dir: &Path) -> Result<()> {
     let mut foreign = Vec::new();
     for entry in entries {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        if name != "kv" && !name.starts_with(SQLITE_FILE) {
+        let ours = name == LMDB_DIR || name == crate::lmdb::staging_name(LMDB_DIR) || name.starts_with(SQLITE_FILE);
+        if !ours {
             foreign.push(name);
         }
     }

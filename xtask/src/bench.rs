@@ -206,14 +206,15 @@ fn local_comparison(seeds: u64, root: &Path) -> Local {
     local
 }
 
-/// The seed's workload once, on the simulator's disks (SQLite in memory, LMDB
-/// on tmpfs), with no world, no faults, no snapshots and no checks; its cranks.
+/// The seed's workload once, on the simulator's disk (tmpfs, every call
+/// modelled), with no world, no faults, no snapshots and no checks; its cranks.
 fn bare_workload(case: &Case, dir: &Path) -> u64 {
     let _ = std::fs::remove_dir_all(dir);
-    sim::vfs::register();
-    sim::vfs::reset();
+    std::fs::create_dir_all(dir).expect("bare workload: directory");
+    sim::disk::sqlite::register();
+    let installed = sim::disk::install(dir, Box::new(sim::disk::Passive::default()));
     let mut config = StoreConfig::new(case.design);
-    config.sqlite_vfs = Some(sim::vfs::VFS_NAME.to_string());
+    config.sqlite_vfs = Some(sim::disk::sqlite::VFS_NAME.to_string());
     config.lmdb_map_bytes = 4 << 20;
     let mut kernel = Kernel::open(dir, config, case.options.kernel).expect("bare workload: open");
     let mut cranks = 0;
@@ -221,7 +222,7 @@ fn bare_workload(case: &Case, dir: &Path) -> u64 {
         cranks += kernel.run_block(index as u64 + 1, inputs).expect("bare workload: block").cranks;
     }
     kernel.close();
-    sim::vfs::reset();
+    drop(installed);
     let _ = std::fs::remove_dir_all(dir);
     cranks
 }

@@ -159,7 +159,7 @@ fn run_caught(case: &Case, root: &Path, repro: &ReproFlags) -> SeedResult {
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(report) => exhaustive_repro(SeedResult::from_report(&report, repro)),
         Err(panic) => {
-            let _ = sim::world::uninstall();
+            // The run's disk guard was dropped by the unwinding.
             panicked(case.seed, case.design, &panic_message(panic.as_ref()), repro)
         }
     }
