@@ -3,10 +3,12 @@
 //! ([`block_repeats`]), the recovered state ([`recovery`]), the end
 //! ([`final_state`]), and whether the run reached every point its plan
 //! names ([`plan_reached`]); each compares with the reference run and the
-//! oracle through the diffs at the end of this file.
+//! oracle through the diffs at the end of this file. The reference run itself
+//! is checked against the oracle ([`oracle_agrees`], [`oracle_heaps`]).
 
 use crate::fault::{CrashAt, FaultAt};
 use crate::node::Snapshot;
+use crate::oracle::Oracle;
 use crate::run::Reference;
 use crate::trace::describe_block;
 use crate::world::{FaultRecord, PointRecord};
@@ -19,7 +21,8 @@ use store::kernel::BlockReport;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
-    /// The no-fault reference run itself broke: the design fails without a crash.
+    /// The no-fault reference run itself broke (a kernel error): the design
+    /// fails without a crash.
     ReferenceFailed,
     /// Replay of a transcript made other syscalls than recorded.
     ReplayDiverged,
@@ -37,7 +40,9 @@ pub enum FailureKind {
     HeapMismatch,
     /// A block executed again after recovery did something else than in the reference.
     DivergentBlock,
-    /// The kernel disagrees with the oracle (vat code run without the store).
+    /// In the reference run, the kernel disagrees with the oracle (vat code
+    /// run without the store): a delivery's syscalls, or a rebuilt heap. A
+    /// bug both runs share (they use the same store) shows up here.
     OracleMismatch,
     /// The final state differs from the reference's final state.
     FinalMismatch,
@@ -134,6 +139,23 @@ impl fmt::Display for Failure {
             write!(f, " (after I/O fault {fault})")?;
         }
         Ok(())
+    }
+}
+
+/// The oracle (the vat code run without the store) must agree with every
+/// block the reference run commits: each delivery makes the syscalls the
+/// kernel recorded, with the results it recorded.
+pub(crate) fn oracle_agrees(oracle: &mut Oracle, report: &BlockReport) -> Result<(), Failure> {
+    let disagree = |e| Failure::new(FailureKind::OracleMismatch, report.height, format!("oracle: {e}"));
+    oracle.apply(report).map_err(disagree)
+}
+
+/// At the end of the reference run, every vat the kernel rebuilds by replay
+/// (`last`) must have the heap the oracle computed.
+pub(crate) fn oracle_heaps(heaps: &BTreeMap<String, String>, last: &Snapshot, height: u64) -> Result<(), Failure> {
+    match diff_heaps(heaps, last) {
+        Some(diff) => Err(Failure::new(FailureKind::OracleMismatch, height, format!("oracle: {diff}"))),
+        None => Ok(()),
     }
 }
 

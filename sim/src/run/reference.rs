@@ -7,7 +7,7 @@
 use super::kernel::{in_world, setup, KernelHandle};
 use super::phases::{add_phase, phase_clock};
 use super::Case;
-use crate::check::{diff_heaps, Failure, FailureKind};
+use crate::check::{self, Failure, FailureKind};
 use crate::fault::OpClass;
 use crate::node::Snapshot;
 use crate::oracle::Oracle;
@@ -55,7 +55,7 @@ pub(super) fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Resul
             let height = index as u64 + 1;
             world::set_height(height);
             let report = kernel.run_block(height, inputs).await.map_err(|e| fail(height, e.to_string()))?;
-            oracle.apply(&report).map_err(|e| fail(height, format!("oracle: {e}")))?;
+            check::oracle_agrees(&mut oracle, &report)?;
             reference.snapshots.push(kernel.snapshot(false).await.map_err(|e| fail(height, e.to_string()))?);
             reference.heaps.push(oracle.heap_digests());
             reference.reports.push(report);
@@ -63,9 +63,7 @@ pub(super) fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Resul
         }
         let height = reference.reports.len() as u64;
         let last = kernel.snapshot(true).await.map_err(|e| fail(height, e.to_string()))?;
-        if let Some(diff) = diff_heaps(&reference.heaps[height as usize], &last) {
-            return Err(fail(height, format!("oracle: {diff}")));
-        }
+        check::oracle_heaps(&reference.heaps[height as usize], &last, height)?;
         reference.final_snapshot = last;
         Ok(reference)
     };
