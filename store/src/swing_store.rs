@@ -91,10 +91,6 @@ impl SwingStore {
         self.mutant
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// Report a durability point to the observer.
     pub fn reached(&mut self, point: Point) -> Result<()> {
         self.check_usable()?;
@@ -355,7 +351,6 @@ impl SwingStore {
 
     /// SQLite COMMIT (with the kv table in the `unified` design).
     fn commit_sqlite_side(&mut self) -> Result<()> {
-        self.reached(Point::SqliteCommitStart)?;
         self.guarded(|s| {
             s.ensure_sqlite_txn()?;
             if s.design == Design::Unified {
@@ -370,7 +365,6 @@ impl SwingStore {
         if self.lmdb.is_none() {
             return Ok(());
         }
-        self.reached(Point::LmdbCommitStart)?;
         self.guarded(|s| s.lmdb.as_ref().expect("checked above").commit(&s.block_kv))
     }
 

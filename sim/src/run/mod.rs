@@ -34,4 +34,7 @@ pub use exhaustive::{run_exhaustive, Depth};
 pub use phases::{real_seconds, take_phases, time_phases, Phases};
 pub(crate) use reference::Reference;
 pub use scratch::scratch_root;
-pub use seed::{run_case, run_case_from_start, run_seed};
+pub use seed::run_case;
+
+#[cfg(test)]
+mod tests;

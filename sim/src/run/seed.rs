@@ -6,7 +6,7 @@ use super::case::ordinal_of;
 use super::host::{run_host, Course, FaultyOutcome, Start};
 use super::reference::{reference_run, Reference};
 use super::scratch::RunDir;
-use super::{Case, CrashPlan, FaultPlan, SeedConfig, SeedReport};
+use super::{Case, CrashPlan, FaultPlan, SeedReport};
 use crate::check::{self, Failure};
 use crate::fault::CrashAt;
 use crate::options::Mutation;
@@ -15,31 +15,23 @@ use crate::world::{self, PointRecord, World};
 use std::path::Path;
 use std::sync::Arc;
 
-/// Run one seed in `root` (a per-process scratch directory).
-pub fn run_seed(config: &SeedConfig, root: &Path) -> SeedReport {
-    run_case(&Case::from_seed(config), root)
-}
-
-thread_local! {
-    /// Test hook: faulty runs execute the workload from the start, as before
-    /// the reference captured crash states (see [`run_case_from_start`]).
-    static FROM_START: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// Run one case in `root` (a per-process scratch directory); its files are
+/// removed afterwards, whatever the outcome.
+pub fn run_case(case: &Case, root: &Path) -> SeedReport {
+    run_case_resuming(case, root, true)
 }
 
 /// [`run_case`] with a faulty run that executes the workload from the start up
 /// to its first crash instead of starting from the reference's capture of it.
-/// The two must agree exactly (same report, same trace); tests check that.
-#[doc(hidden)]
-pub fn run_case_from_start(case: &Case, root: &Path) -> SeedReport {
-    FROM_START.with(|f| f.set(true));
-    let report = run_case(case, root);
-    FROM_START.with(|f| f.set(false));
-    report
+/// The two must agree exactly (same report, same trace): a test holds them equal.
+#[cfg(test)]
+pub(super) fn run_case_from_start(case: &Case, root: &Path) -> SeedReport {
+    run_case_resuming(case, root, false)
 }
 
-/// Run one case in `root` (a per-process scratch directory); its files are
-/// removed afterwards, whatever the outcome.
-pub fn run_case(case: &Case, root: &Path) -> SeedReport {
+/// [`run_case`]; `from_capture`: the faulty run may start from the
+/// reference's capture of its first crash.
+fn run_case_resuming(case: &Case, root: &Path, from_capture: bool) -> SeedReport {
     let run_dir = RunDir::claim(case, root);
     let dir = run_dir.store();
     let (mut report, mut trace, reference) = match start(case, &dir, "") {
@@ -55,7 +47,7 @@ pub fn run_case(case: &Case, root: &Path) -> SeedReport {
         let named: Vec<String> = report.fault_plan.iter().map(|f| f.to_string()).collect();
         trace.line(format!("I/O fault plan: {}", named.join(", ")));
     }
-    let faulty = faulty_run(case, &dir, &report, Arc::new(reference), trace);
+    let faulty = faulty_run(case, &dir, &report, Arc::new(reference), trace, from_capture);
     verdict(case, report, faulty)
 }
 
@@ -129,12 +121,19 @@ pub(super) fn finish(mut report: SeedReport, mut trace: Trace, failure: Option<F
 /// (ordinals, torn draws and trace alike), and recovers. With no crash
 /// planned, a first crash the reference never reached, or an I/O fault
 /// planned in its block or before, it runs from the start (an I/O fault needs
-/// the live process).
-fn faulty_run(case: &Case, dir: &Path, report: &SeedReport, reference: Arc<Reference>, trace: Trace) -> FaultyOutcome {
+/// the live process). Without `from_capture` it always runs from the start.
+fn faulty_run(
+    case: &Case,
+    dir: &Path,
+    report: &SeedReport,
+    reference: Arc<Reference>,
+    trace: Trace,
+    from_capture: bool,
+) -> FaultyOutcome {
     let (plan, faults) = (report.plan.clone(), report.fault_plan.clone());
     let events = plan.len() + faults.len();
     let resumable = plan.first().is_some_and(|first| faults.iter().all(|f| f.block > first.block));
-    let resume = match FROM_START.with(std::cell::Cell::get) || !resumable {
+    let resume = match !from_capture || !resumable {
         true => None,
         false => resume_at(case, &reference, plan[0], plan[1..].to_vec()),
     };
