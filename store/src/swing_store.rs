@@ -60,6 +60,10 @@ pub struct SwingStore {
 impl SwingStore {
     /// Open the store in `dir` (created if missing), checking the recorded design.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<SwingStore> {
+        SwingStore::open_in(dir, config).map_err(|error| error.relative_to(dir))
+    }
+
+    fn open_in(dir: &Path, config: StoreConfig) -> Result<SwingStore> {
         check_directory(dir)?;
         std::fs::create_dir_all(dir)?;
         let conn = sqlite::open(&dir.join(SQLITE_FILE), &config)?;
