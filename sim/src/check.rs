@@ -1,16 +1,28 @@
-//! Failures and the comparisons that find them.
+//! What is checked, and the failures the checks find. Every check a run
+//! makes is here: a block run again after a recovery
+//! ([`block_repeats`]), the recovered state ([`recovery`]), the end
+//! ([`final_state`]), and whether the run reached every point its plan
+//! names ([`plan_reached`]); each compares with the reference run and the
+//! oracle through the diffs at the end of this file. The reference run itself
+//! is checked against the oracle ([`oracle_agrees`], [`oracle_heaps`]).
 
+use crate::fault::{CrashAt, FaultAt};
 use crate::node::Snapshot;
+use crate::oracle::Oracle;
+use crate::run::Reference;
+use crate::trace::describe_block;
 use crate::world::{FaultRecord, PointRecord};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
+use store::kernel::BlockReport;
 
 /// What kind of failure a seed found; stable names for JSON and scenarios.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FailureKind {
-    /// The no-fault reference run itself broke: the design fails without a crash.
+    /// The no-fault reference run itself broke (a kernel error): the design
+    /// fails without a crash.
     ReferenceFailed,
     /// Replay of a transcript made other syscalls than recorded.
     ReplayDiverged,
@@ -28,7 +40,9 @@ pub enum FailureKind {
     HeapMismatch,
     /// A block executed again after recovery did something else than in the reference.
     DivergentBlock,
-    /// The kernel disagrees with the oracle (vat code run without the store).
+    /// In the reference run, the kernel disagrees with the oracle (vat code
+    /// run without the store): a delivery's syscalls, or a rebuilt heap. A
+    /// bug both runs share (they use the same store) shows up here.
     OracleMismatch,
     /// The final state differs from the reference's final state.
     FinalMismatch,
@@ -126,6 +140,92 @@ impl fmt::Display for Failure {
         }
         Ok(())
     }
+}
+
+/// The oracle (the vat code run without the store) must agree with every
+/// block the reference run commits: each delivery makes the syscalls the
+/// kernel recorded, with the results it recorded.
+pub(crate) fn oracle_agrees(oracle: &mut Oracle, report: &BlockReport) -> Result<(), Failure> {
+    let disagree = |e| Failure::new(FailureKind::OracleMismatch, report.height, format!("oracle: {e}"));
+    oracle.apply(report).map_err(disagree)
+}
+
+/// At the end of the reference run, every vat the kernel rebuilds by replay
+/// (`last`) must have the heap the oracle computed.
+pub(crate) fn oracle_heaps(heaps: &BTreeMap<String, String>, last: &Snapshot, height: u64) -> Result<(), Failure> {
+    match diff_heaps(heaps, last) {
+        Some(diff) => Err(Failure::new(FailureKind::OracleMismatch, height, format!("oracle: {diff}"))),
+        None => Ok(()),
+    }
+}
+
+/// A block the host ran again after a recovery must do exactly what it did
+/// in the reference.
+pub(crate) fn block_repeats(reference: &Reference, found: &BlockReport) -> Result<(), Failure> {
+    let expected = &reference.reports[found.height as usize - 1];
+    if found != expected {
+        let message = format!("expected `{}`, found `{}`", describe_block(expected), describe_block(found));
+        return Err(Failure::new(FailureKind::DivergentBlock, found.height, message));
+    }
+    Ok(())
+}
+
+/// A recovery: the kernel is at the height the host saw committed (`acked`)
+/// or one past it (the block in flight committed before the crash), and its
+/// state there is the reference's. Returns the recovered height.
+pub(crate) fn recovery(reference: &Reference, acked: u64, found: &Snapshot) -> Result<u64, Failure> {
+    let height = found.height.unwrap_or(0);
+    if height < acked || height > acked + 1 {
+        let message = format!("host saw block {acked} committed, kernel recovered at height {height}");
+        return Err(Failure::new(FailureKind::LostCommit, height, message));
+    }
+    same_state(&reference.snapshots[height as usize], &reference.heaps[height as usize], found, height)?;
+    Ok(height)
+}
+
+/// The end of the faulty run: the state, every heap and the activity hash
+/// are the reference's.
+pub(crate) fn final_state(reference: &Reference, found: &Snapshot) -> Result<(), Failure> {
+    let height = reference.reports.len() as u64;
+    same_state(&reference.final_snapshot, &reference.heaps[height as usize], found, height)
+        .map_err(|f| Failure { kind: FailureKind::FinalMismatch, ..f })?;
+    if found.activity_hash != reference.final_snapshot.activity_hash {
+        let message =
+            format!("activity hash {} expected {}", found.activity_hash, reference.final_snapshot.activity_hash);
+        return Err(Failure::new(FailureKind::FinalMismatch, height, message));
+    }
+    Ok(())
+}
+
+/// `found` at `height` against the reference's state there and the oracle's heaps.
+fn same_state(
+    expected: &Snapshot,
+    heaps: &BTreeMap<String, String>,
+    found: &Snapshot,
+    height: u64,
+) -> Result<(), Failure> {
+    if let Some(diff) = diff_kv(&expected.kv, &found.kv) {
+        return Err(Failure::new(FailureKind::StateMismatch, height, diff));
+    }
+    if let Some(diff) = diff_spans(expected, found) {
+        return Err(Failure::new(FailureKind::TranscriptMismatch, height, diff));
+    }
+    if let Some(diff) = diff_heaps(heaps, found) {
+        return Err(Failure::new(FailureKind::HeapMismatch, height, diff));
+    }
+    Ok(())
+}
+
+/// A plan that names a point or an operation the run never reached is not a
+/// passing run (`crashes_left`, `faults_left`: what the run did not reach).
+pub(crate) fn plan_reached(crashes_left: &[CrashAt], faults_left: &[FaultAt]) -> Option<Failure> {
+    if let Some(first) = crashes_left.first() {
+        let message = format!("the crash plan names {first}, which the run never reached");
+        return Some(Failure::new(FailureKind::InvalidPlan, first.block, message));
+    }
+    let first = faults_left.first()?;
+    let message = format!("the I/O fault plan names {first}, which the run never reached");
+    Some(Failure::new(FailureKind::InvalidPlan, first.block, message))
 }
 
 /// The first difference between two kv maps, or `None`.

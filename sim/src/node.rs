@@ -66,8 +66,6 @@ impl Observer for SimObserver {
             }
             Point::PointA => (PointKind::PointA, "commit"),
             Point::PointB => (PointKind::PointB, "commit"),
-            // The commits themselves are crash points through their syncs.
-            Point::SqliteCommitStart | Point::LmdbCommitStart => return Ok(()),
         };
         world::durability_point(kind, "swing-store", file).map_err(|_| Stop)
     }

@@ -31,7 +31,7 @@ pub struct Shrunk {
 }
 
 /// The explicit scenario of a seeded run: its vats, blocks and the crash plan it followed.
-pub fn scenario_of(case: &Case, report: &SeedReport) -> Scenario {
+fn scenario_of(case: &Case, report: &SeedReport) -> Scenario {
     let vats = case.options.workload.first().into_iter().flatten().filter_map(|input| match input {
         HostInput::CreateVat { vat, bundle, params } => {
             Some(VatDecl { id: vat.clone(), bundle: bundle.clone(), multiplier: params.multiplier })

@@ -2,6 +2,7 @@
 //! two runs of a seed can be compared cheaply.
 
 use sha2::{Digest, Sha256};
+use store::kernel::BlockReport;
 
 #[derive(Clone, Debug)]
 pub struct Trace {
@@ -39,4 +40,25 @@ impl Trace {
     pub fn hash(&self) -> String {
         self.hasher.clone().finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
+}
+
+/// How a block appears in a trace (and in a failure that compares two runs of it).
+pub fn describe_block(report: &BlockReport) -> String {
+    let outcomes: Vec<String> = report
+        .outcomes
+        .iter()
+        .map(|o| match &o.result {
+            Ok(incarnation) => format!("{} {} {} -> incarnation {incarnation}", o.action, o.vat, o.bundle),
+            Err(reason) => format!("{} {} {} failed: {reason}", o.action, o.vat, o.bundle),
+        })
+        .collect();
+    format!(
+        "block {}: {} cranks ({} aborted), {} left queued{}{}",
+        report.height,
+        report.cranks,
+        report.aborted_cranks,
+        report.run_queue_left,
+        if outcomes.is_empty() { "" } else { "; " },
+        outcomes.join("; ")
+    )
 }

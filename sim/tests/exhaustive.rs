@@ -1,13 +1,11 @@
-//! Crash states captured in one pass: a faulty run that starts from the
-//! reference's capture of its first crash is the run that executes the
-//! workload up to it; exhaustive exploration crashes at every point and finds
-//! what single crashes find.
+//! Crash states captured in one pass: exhaustive exploration crashes at every
+//! point and finds what single crashes find. (That a faulty run started from
+//! the reference's capture of its first crash is the run that executes the
+//! workload up to it is a unit test of `sim::run`.)
 
 use sim::fault::FaultMode;
 use sim::options::{Flags, SeedOptions};
-use sim::run::{
-    run_case, run_case_from_start, run_exhaustive, scratch_root, Case, CrashPlan, Depth, FaultPlan, SeedReport,
-};
+use sim::run::{run_case, run_exhaustive, scratch_root, Case, CrashPlan, Depth, FaultPlan};
 use store::Design;
 
 fn case(seed: u64, design: Design, mode: Option<FaultMode>, torn: bool, blocks: Option<u64>) -> Case {
@@ -21,42 +19,6 @@ fn case(seed: u64, design: Design, mode: Option<FaultMode>, torn: bool, blocks: 
         mutation: None,
         verbose: true,
     }
-}
-
-fn same(a: &SeedReport, b: &SeedReport) {
-    assert_eq!(a.trace.lines(), b.trace.lines());
-    assert_eq!(a.trace.hash(), b.trace.hash());
-    assert_eq!(a.crashes, b.crashes);
-    assert_eq!(a.faults, b.faults);
-    assert_eq!(a.failure, b.failure);
-    assert_eq!(a.recoveries_checked, b.recoveries_checked);
-    assert_eq!(a.final_state, b.final_state);
-}
-
-/// Starting the faulty run from the captured crash state changes nothing:
-/// every mode, torn writes, a failing design, one and two crashes, I/O faults
-/// after the first crash (a run with one before it starts from the start).
-#[test]
-fn resumed_faulty_run_equals_the_run_from_the_start() {
-    let root = scratch_root().0;
-    let (mut crashes, mut faults) = (0, 0);
-    for seed in 0..6 {
-        for (design, mode, torn) in [
-            (Design::StartPosition, Some(FaultMode::PowerLoss), false),
-            (Design::StartPosition, Some(FaultMode::PowerLoss), true),
-            (Design::LengthZero, Some(FaultMode::ProcessCrash), false),
-            (Design::RamBuffer, Some(FaultMode::PowerLoss), true),
-        ] {
-            let case = case(seed, design, mode, torn, Some(5));
-            let resumed = run_case(&case, &root);
-            let from_start = run_case_from_start(&case, &root);
-            same(&resumed, &from_start);
-            crashes += resumed.crashes.len();
-            faults += resumed.faults.len();
-        }
-    }
-    assert!(crashes >= 24, "only {crashes} crashes");
-    assert!(faults >= 6, "only {faults} I/O faults");
 }
 
 /// Each point explored to the end is what a run planned to crash there finds.

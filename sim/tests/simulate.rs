@@ -4,13 +4,13 @@
 use sim::check::FailureKind;
 use sim::fault::PointKind;
 use sim::options::Flags;
-use sim::run::{run_seed, scratch_root, SeedConfig, SeedReport};
+use sim::run::{run_case, scratch_root, Case, SeedConfig, SeedReport};
 use std::collections::BTreeMap;
 use store::Design;
 
 fn run(seed: u64, design: Design) -> SeedReport {
     let config = SeedConfig { seed, design, flags: Flags::default(), verbose: false };
-    run_seed(&config, &scratch_root().0)
+    run_case(&Case::from_seed(&config), &scratch_root().0)
 }
 
 fn describe(report: &SeedReport) -> String {

@@ -145,12 +145,8 @@ named_setting! {
 pub enum Point {
     /// A crank of block `height` is about to start (before it touches any state).
     CrankStart { height: u64, crank: u64 },
-    /// The streamStore's SQLite COMMIT is about to run.
-    SqliteCommitStart,
     /// Point A: the SQLite COMMIT returned; LMDB not yet committed.
     PointA,
-    /// The kvStore's LMDB commit is about to run.
-    LmdbCommitStart,
     /// Point B: the LMDB commit returned; the block is durable.
     PointB,
 }
@@ -159,9 +155,7 @@ impl fmt::Display for Point {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Point::CrankStart { height, crank } => write!(f, "crank-start(block {height}, crank {crank})"),
-            Point::SqliteCommitStart => f.write_str("sqlite-commit-start"),
             Point::PointA => f.write_str("point-a"),
-            Point::LmdbCommitStart => f.write_str("lmdb-commit-start"),
             Point::PointB => f.write_str("point-b"),
         }
     }

@@ -1,8 +1,12 @@
 //! The crate's one error type.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Everything that can go wrong in the store and the kernel.
+/// Everything that can go wrong in the store and the kernel. A path in an
+/// error is relative to the store's directory (`swingstore.sqlite`,
+/// `kv/data.mdb`; `.` for the directory itself): where the store lives is
+/// the caller's to know, and an error's text is then the same wherever it
+/// lives (a simulator compares traces across processes).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("LMDB error: {0}")]
@@ -35,6 +39,25 @@ pub enum Error {
     /// An earlier storage error left the store half-applied; it must be reopened.
     #[error("store is poisoned by an earlier error ({0}); reopen it")]
     Poisoned(String),
+}
+
+impl Error {
+    /// This error, with the path it names made relative to `dir`.
+    pub(crate) fn relative_to(self, dir: &Path) -> Error {
+        let relative = |path: PathBuf| match path.strip_prefix(dir) {
+            Ok(inside) if inside.as_os_str().is_empty() => PathBuf::from("."),
+            Ok(inside) => inside.to_path_buf(),
+            Err(_) => path,
+        };
+        match self {
+            Error::DesignMismatch { path, found, expected } => {
+                Error::DesignMismatch { path: relative(path), found, expected }
+            }
+            Error::Foreign { path, reason } => Error::Foreign { path: relative(path), reason },
+            Error::Corrupt { path, reason } => Error::Corrupt { path: relative(path), reason },
+            other => other,
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -67,6 +67,10 @@ const CHECKPOINT_EVERY_COMMITS: u32 = 8;
 impl SwingStore {
     /// Open the store in `dir` (created if missing), checking the recorded design.
     pub fn open(dir: &Path, config: StoreConfig) -> Result<SwingStore> {
+        SwingStore::open_in(dir, config).map_err(|error| error.relative_to(dir))
+    }
+
+    fn open_in(dir: &Path, config: StoreConfig) -> Result<SwingStore> {
         check_directory(dir)?;
         std::fs::create_dir_all(dir)?;
         let conn = sqlite::open(&dir.join(SQLITE_FILE), &config)?;
@@ -101,10 +105,6 @@ impl SwingStore {
     /// The deliberate defect this store was opened with (tests of a harness only).
     pub fn mutant(&self) -> Option<Mutant> {
         self.mutant
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
     }
 
     /// Report a durability point to the observer.
@@ -382,7 +382,6 @@ impl SwingStore {
 
     /// SQLite COMMIT (with the kv table in the `unified` design).
     fn commit_sqlite_side(&mut self) -> Result<()> {
-        self.reached(Point::SqliteCommitStart)?;
         self.guarded(|s| {
             s.ensure_sqlite_txn()?;
             if s.design == Design::Unified {
@@ -397,7 +396,6 @@ impl SwingStore {
         if self.lmdb.is_none() {
             return Ok(());
         }
-        self.reached(Point::LmdbCommitStart)?;
         self.guarded(|s| s.lmdb.as_ref().expect("checked above").commit(&s.block_kv))
     }
 

@@ -183,12 +183,12 @@ fn run_workload(design: Design, seed: u64) -> Result<u64, Failure> {
         }
 
         // So does a fresh kernel reopened from disk.
-        let (digest, activity) = (k.kv_digest().unwrap(), k.activity_hash().unwrap());
+        let (digest, activity) = (kv_digest(&k), k.activity_hash().unwrap());
         evictions += k.worker_stats().evictions;
         k.close();
         k = kernel(dir.path(), design, 2);
         assert_eq!(k.last_committed_height().unwrap(), Some(height), "{ctx}");
-        assert_eq!((k.kv_digest().unwrap(), k.activity_hash().unwrap()), (digest, activity), "{ctx}");
+        assert_eq!((kv_digest(&k), k.activity_hash().unwrap()), (digest, activity), "{ctx}");
         for s in &before {
             let reopened = k.vat_status(&s.vat).map_err(fail)?;
             assert_eq!(&reopened, s, "{ctx}: {} after reopen", s.vat);

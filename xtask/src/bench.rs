@@ -235,10 +235,7 @@ struct CrashAtPoint {
 }
 
 impl Observer for CrashAtPoint {
-    fn reached(&self, point: Point) -> Result<(), Stop> {
-        if matches!(point, Point::SqliteCommitStart | Point::LmdbCommitStart) {
-            return Ok(());
-        }
+    fn reached(&self, _point: Point) -> Result<(), Stop> {
         match self.seen.fetch_add(1, Ordering::Relaxed) + 1 == self.stop_at {
             true => Err(Stop),
             false => Ok(()),

@@ -179,3 +179,19 @@ fn scenarios_run_by_name_and_bad_ones_are_usage_errors() {
     assert!(stderr.contains(broken.to_str().unwrap()) && stderr.contains("line 2"), "{stderr}");
     let _ = std::fs::remove_file(&broken);
 }
+
+/// A failure message names store files relative to the store's directory (no
+/// scratch path, no process ID), so a failing seed's trace, and its hash, is
+/// the same in every process.
+#[test]
+fn a_failing_seed_has_the_same_trace_hash_in_any_process() {
+    for (args, names) in [
+        (["sim", "--seed", "0", "--mutant", "sqlite-sync-off"], "swingstore.sqlite is corrupt"),
+        (["sim", "--seed", "87", "--mutant", "fsync-retry"], "kv/data.mdb is corrupt"),
+    ] {
+        let (first, again) = (stdout(&xtask(&args)), stdout(&xtask(&args)));
+        let failed = line_starting(&first, "FAILED seed");
+        assert!(failed.contains(names) && !failed.contains("swingsim-"), "{args:?}: {failed}");
+        assert_eq!(line_starting(&first, "trace hash"), line_starting(&again, "trace hash"), "{args:?}");
+    }
+}

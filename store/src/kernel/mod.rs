@@ -182,7 +182,7 @@ impl Kernel {
     }
 
     pub fn worker_stats(&self) -> WorkerStats {
-        self.workers.stats
+        WorkerStats { online: self.workers.online().count(), ..self.workers.stats }
     }
 
     /// The height of the last block whose commit is durable (`None`: no block yet).
@@ -459,11 +459,6 @@ impl Kernel {
         self.workers.evict_all();
     }
 
-    /// Vats with a worker online now.
-    pub fn online_vats(&self) -> Vec<String> {
-        self.workers.online().map(str::to_owned).collect()
-    }
-
     /// Everything about one vat; rebuilds its worker by replay when offline.
     pub fn vat_status(&mut self, vat: &str) -> Result<VatStatus> {
         self.check_alive()?;
@@ -489,13 +484,7 @@ impl Kernel {
         Ok(status)
     }
 
-    /// The transcript items of a vat's current span, as stored.
-    pub fn span_items(&self, vat: &str) -> Result<Vec<(u64, String)>> {
-        let span = transcript::span(&self.store, vat)?;
-        self.store.stream_read(&span.stream, span.start, span.end)
-    }
-
-    /// [`Kernel::span_items`] without copying: `visit` sees each item in place.
+    /// Each item of a vat's current span, as stored: `visit` sees it in place.
     pub fn span_visit(&self, vat: &str, visit: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
         let span = transcript::span(&self.store, vat)?;
         self.store.stream_visit(&span.stream, span.start, span.end, visit)
@@ -504,15 +493,6 @@ impl Kernel {
     /// The chained hash of every crank's kv changes.
     pub fn activity_hash(&self) -> Result<String> {
         Ok(self.store.kv_get(keys::ACTIVITY_HASH)?.unwrap_or_default())
-    }
-
-    /// A digest of every kv entry as reads see them.
-    pub fn kv_digest(&self) -> Result<String> {
-        let mut hasher = Sha256::new();
-        for (key, value) in self.store.kv_scan("")? {
-            hasher.update(format!("{key}\0{value}\n").as_bytes());
-        }
-        Ok(hex16(&hasher.finalize()))
     }
 
     /// Close both databases for real.

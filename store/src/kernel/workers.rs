@@ -9,9 +9,11 @@ use crate::swing_store::SwingStore;
 use crate::vat::{describe, DeliverError, Syscall, SyscallHandler, SyscallRecord, SyscallResult, VatWorker};
 use std::collections::BTreeMap;
 
-/// Counters of worker activity.
+/// Counters of worker activity, and the workers online now.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WorkerStats {
+    /// Workers online now (at most the cap).
+    pub online: usize,
     pub evictions: u64,
     pub rebuilds: u64,
     pub replayed_deliveries: u64,

@@ -66,10 +66,6 @@ impl VatWorker {
         Ok(VatWorker { bundle: def, heap: Heap::default() })
     }
 
-    pub fn bundle_id(&self) -> &'static str {
-        self.bundle.id
-    }
-
     /// Run one delivery to completion.
     pub fn deliver(&mut self, delivery: &Delivery, sys: &mut dyn SyscallHandler) -> Result<(), DeliverError> {
         self.deliver_described(delivery, None, sys)

@@ -1,6 +1,7 @@
 //! Helpers shared by the store's integration tests.
 #![allow(dead_code)]
 
+use sha2::{Digest, Sha256};
 use std::path::Path;
 use store::vat::VatParams;
 use store::{BlockReport, Design, HostInput, Kernel, KernelConfig, StoreConfig, SwingStore, VatStatus};
@@ -128,4 +129,24 @@ pub fn chatty_blocks() -> Vec<Vec<HostInput>> {
         vec![upgrade("v2", "counter-v2", 4), forward(1000, &["v2", "v3", "v1"]), bump("v1", 1)],
         vec![forward(5, &["v4", "v3", "v2", "v1"]), forward(6, &["v1", "v4"])],
     ]
+}
+
+/// A digest of every kv entry as reads see them (16 hex digits).
+pub fn kv_digest(k: &Kernel) -> String {
+    let mut hasher = Sha256::new();
+    for (key, value) in k.store().kv_scan("").unwrap() {
+        hasher.update(format!("{key}\0{value}\n").as_bytes());
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The items of a vat's current span, as stored: (position, item).
+pub fn span_items(k: &Kernel, vat: &str) -> Vec<(u64, String)> {
+    let mut items = Vec::new();
+    k.span_visit(vat, |position, item| {
+        items.push((position, item.to_string()));
+        Ok(())
+    })
+    .unwrap();
+    items
 }

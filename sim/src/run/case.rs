@@ -1,0 +1,218 @@
+//! What a run is a function of (a [`Case`]: seed, design, options, plans),
+//! what it reports ([`SeedReport`]), and the plans a seed draws: where the
+//! faulty run crashes and which of its I/O operations fail.
+
+use crate::check::Failure;
+use crate::fault::{CrashAt, FaultAt, OpClass, PointKind};
+use crate::node::Snapshot;
+use crate::options::{Flags, Mutation, SeedOptions};
+use crate::trace::Trace;
+use crate::world::{FaultRecord, PointRecord, Site};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use store::Design;
+
+/// What one seed is run with.
+#[derive(Clone, Debug)]
+pub struct SeedConfig {
+    pub seed: u64,
+    pub design: Design,
+    pub flags: Flags,
+    /// Keep a readable trace of every event (for `--seed`).
+    pub verbose: bool,
+}
+
+/// Where the crashes of a run come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CrashPlan {
+    /// Drawn from the seed over the reference run's crash points.
+    Seeded,
+    /// Named points, in order (scenarios, shrunk cases); empty: no crash.
+    Explicit(Vec<CrashAt>),
+}
+
+/// Where the I/O faults of a run come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FaultPlan {
+    /// Drawn from the seed over the reference run's I/O operations.
+    Seeded,
+    /// Named operations (scenarios, shrunk cases); empty: no I/O fault.
+    Explicit(Vec<FaultAt>),
+}
+
+/// Everything one run is a function of.
+#[derive(Clone, Debug)]
+pub struct Case {
+    /// Seeds madsim, SQLite's randomness and the torn-write draws.
+    pub seed: u64,
+    pub design: Design,
+    pub options: SeedOptions,
+    pub plan: CrashPlan,
+    pub faults: FaultPlan,
+    /// A deliberate defect to run with (`None` always, but for `mutants`).
+    pub mutation: Option<Mutation>,
+    pub verbose: bool,
+}
+
+impl Case {
+    pub fn with_mutation(self, mutation: Option<Mutation>) -> Case {
+        Case { mutation, ..self }
+    }
+
+    pub fn from_seed(config: &SeedConfig) -> Case {
+        Case {
+            seed: config.seed,
+            design: config.design,
+            options: SeedOptions::derive(config.seed, &config.flags),
+            plan: CrashPlan::Seeded,
+            faults: FaultPlan::Seeded,
+            mutation: None,
+            verbose: config.verbose,
+        }
+    }
+
+    /// The crash plan of the faulty run, over the reference run's crash points.
+    pub(super) fn crash_plan(&self, sites: &[Site]) -> Vec<CrashAt> {
+        match &self.plan {
+            CrashPlan::Seeded => seeded_plan(self, sites),
+            CrashPlan::Explicit(plan) => plan.clone(),
+        }
+    }
+
+    /// The I/O fault plan of the faulty run, over the reference run's I/O operations.
+    pub(super) fn fault_plan(&self, io_counts: &BTreeMap<(OpClass, u64), u64>) -> Vec<FaultAt> {
+        match &self.faults {
+            FaultPlan::Seeded => seeded_faults(self, io_counts),
+            FaultPlan::Explicit(faults) => faults.clone(),
+        }
+    }
+}
+
+/// What one seed did.
+#[derive(Clone, Debug)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub design: Design,
+    pub options: SeedOptions,
+    /// The crash plan the faulty run followed.
+    pub plan: Vec<CrashAt>,
+    /// The I/O faults planned for the faulty run.
+    pub fault_plan: Vec<FaultAt>,
+    pub failure: Option<Failure>,
+    pub crashes: Vec<PointRecord>,
+    /// The I/O faults injected, in order.
+    pub faults: Vec<FaultRecord>,
+    pub recoveries_checked: u64,
+    pub cranks: u64,
+    pub evictions: u64,
+    /// The faulty run's final state (every vat rebuilt by replay), when it got there.
+    pub final_state: Option<Snapshot>,
+    pub trace: Trace,
+}
+
+impl SeedReport {
+    /// The report of a case before anything ran.
+    pub(super) fn empty(case: &Case) -> SeedReport {
+        SeedReport {
+            seed: case.seed,
+            design: case.design,
+            options: case.options.clone(),
+            plan: Vec::new(),
+            fault_plan: Vec::new(),
+            failure: None,
+            crashes: Vec::new(),
+            faults: Vec::new(),
+            recoveries_checked: 0,
+            cranks: 0,
+            evictions: 0,
+            final_state: None,
+            trace: Trace::new(false),
+        }
+    }
+}
+
+/// Where a seed crashes: the first crash at a point of a kind drawn by the
+/// seed's weights; each further crash at a point of a later block.
+fn seeded_plan(case: &Case, sites: &[Site]) -> Vec<CrashAt> {
+    let options = &case.options;
+    let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ 0x00c0_a511);
+    let mut kinds: Vec<PointKind> = sites.iter().map(|s| s.kind).collect();
+    kinds.sort();
+    kinds.dedup();
+    let total_weight: u32 = kinds.iter().map(|k| options.point_weights[k]).sum();
+    if total_weight == 0 {
+        return Vec::new();
+    }
+    let mut ticket = i64::from(rng.next_u32() % total_weight);
+    let kind = *kinds
+        .iter()
+        .find(|k| {
+            ticket -= i64::from(options.point_weights[*k]);
+            ticket < 0
+        })
+        .expect("a weighted kind");
+    let of_kind: Vec<usize> = (0..sites.len()).filter(|i| sites[*i].kind == kind).collect();
+    let mut ordinal = of_kind[(rng.next_u64() % of_kind.len() as u64) as usize];
+    let mut plan = vec![name_site(sites, ordinal)];
+    while plan.len() < options.crashes {
+        let block = plan.last().expect("a first crash").block;
+        let later: Vec<usize> = (ordinal..sites.len()).filter(|i| sites[*i].height > block).collect();
+        if later.is_empty() {
+            break;
+        }
+        ordinal = later[(rng.next_u64() % later.len() as u64) as usize];
+        plan.push(name_site(sites, ordinal));
+    }
+    plan
+}
+
+/// The point at `ordinal`, named by kind, block and its count within that block.
+fn name_site(sites: &[Site], ordinal: usize) -> CrashAt {
+    let site = sites[ordinal];
+    let nth = sites[..=ordinal].iter().filter(|s| **s == site).count() as u64;
+    CrashAt { at: site.kind, block: site.height, nth }
+}
+
+/// The ordinal of the point `at` names, counted from the start of the run.
+pub(super) fn ordinal_of(sites: &[Site], at: CrashAt) -> Option<usize> {
+    let mut nth = 0;
+    for (ordinal, site) in sites.iter().enumerate() {
+        if site.kind == at.at && site.height == at.block {
+            nth += 1;
+            if nth == at.nth {
+                return Some(ordinal);
+            }
+        }
+    }
+    None
+}
+
+/// Where a seed's I/O faults go: each of a kind the seed gets, at an operation
+/// of the fault's class drawn uniformly from all the reference run made.
+fn seeded_faults(case: &Case, io_counts: &BTreeMap<(OpClass, u64), u64>) -> Vec<FaultAt> {
+    let options = &case.options;
+    let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ 0x10_fa17);
+    let mut plan = Vec::new();
+    for _ in 0..options.io_faults {
+        let fault = options.io_kinds[(rng.next_u64() % options.io_kinds.len() as u64) as usize];
+        let class = fault.class().expect("an I/O fault kind");
+        let counts: Vec<(u64, u64)> =
+            io_counts.iter().filter(|((c, _), _)| *c == class).map(|((_, block), n)| (*block, *n)).collect();
+        let total: u64 = counts.iter().map(|(_, n)| n).sum();
+        if total == 0 {
+            continue;
+        }
+        let mut ticket = rng.next_u64() % total;
+        for (block, n) in counts {
+            if ticket < n {
+                plan.push(FaultAt { fault, block, nth: ticket + 1 });
+                break;
+            }
+            ticket -= n;
+        }
+    }
+    plan.sort();
+    plan.dedup();
+    plan
+}
