@@ -35,11 +35,35 @@ pub struct SeedResult {
     /// each power loss that tore unsynced sectors.
     #[serde(default)]
     pub faults: Vec<String>,
+    /// The skipped and absorbed events (see [`Skips`]).
+    #[serde(default)]
+    pub skips: Skips,
     pub recoveries_checked: u64,
     pub cranks: u64,
     pub evictions: u64,
     pub trace_hash: String,
     pub failure: Option<FailureRecord>,
+}
+
+/// Planned events a seed did not get, and I/O faults its store survived
+/// without stopping: counted, never failures.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skips {
+    /// Seeded crashes the run no longer reached (an earlier event changed its course).
+    pub crashes_skipped: u64,
+    /// Seeded I/O faults the run no longer reached.
+    pub faults_skipped: u64,
+    /// I/O faults after which the kernel still acknowledged its block, which
+    /// then survived a power cut.
+    pub faults_absorbed: u64,
+}
+
+impl Skips {
+    fn add(&mut self, other: &Skips) {
+        self.crashes_skipped += other.crashes_skipped;
+        self.faults_skipped += other.faults_skipped;
+        self.faults_absorbed += other.faults_absorbed;
+    }
 }
 
 /// The flags that a repro line must repeat (everything else comes from the seed).
@@ -88,6 +112,7 @@ impl SeedResult {
             options: report.options.to_string(),
             crashes: report.crashes.iter().map(|c| c.kind.name().to_string()).collect(),
             faults: faults_of(report),
+            skips: report.skips.clone(),
             recoveries_checked: report.recoveries_checked,
             cranks: report.cranks,
             evictions: report.evictions,
@@ -115,6 +140,9 @@ pub struct Summary {
     pub faults_by_kind: BTreeMap<String, u64>,
     /// Seeds that got at least one fault of the kind.
     pub seeds_by_fault: BTreeMap<String, u64>,
+    /// Seeded events skipped, and I/O faults absorbed, over all seeds.
+    #[serde(default)]
+    pub skips: Skips,
     pub recoveries_checked: u64,
     pub cranks: u64,
     pub evictions: u64,
@@ -151,6 +179,7 @@ impl Summary {
         for kind in kinds {
             *self.seeds_by_fault.entry(kind).or_default() += 1;
         }
+        self.skips.add(&result.skips);
         self.recoveries_checked += result.recoveries_checked;
         self.cranks += result.cranks;
         self.evictions += result.evictions;

@@ -52,8 +52,7 @@ pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Connection> {
 /// Checkpoint the WAL in full: sync it, copy its frames into the database,
 /// sync that. Every frame the connection sees is then durable.
 pub(crate) fn checkpoint(conn: &Connection) -> Result<()> {
-    let (busy, _, _): (i64, i64, i64) =
-        conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    let busy: i64 = pragma_value(conn, "PRAGMA wal_checkpoint(FULL)")?;
     if busy != 0 {
         return Err(Error::Invariant("the WAL checkpoint at open was blocked: another connection is open".into()));
     }
@@ -105,12 +104,30 @@ fn apply_settings(conn: &Connection, config: &StoreConfig) -> Result<()> {
     };
     conn.execute_batch(&format!("PRAGMA synchronous={}", synchronous.name()))?;
     let wanted = config.journal_mode.name();
-    let got: String = conn.query_row(&format!("PRAGMA journal_mode={wanted}"), [], |row| row.get(0))?;
+    let answered: String = pragma_value(conn, &format!("PRAGMA journal_mode={wanted}"))?;
+    // SQLite answers before the statement's own commit (changing to or from
+    // WAL writes the database header): asked again, it says what it is in.
+    let got: String = pragma_value(conn, "PRAGMA journal_mode")?;
     if !got.eq_ignore_ascii_case(wanted) {
         // E.g. a VFS without shared memory silently keeps a rollback journal.
-        return Err(Error::Misuse(format!("journal_mode={wanted} requested, SQLite chose {got}")));
+        return Err(Error::Misuse(format!("journal_mode={wanted} requested, SQLite answered {answered}, is in {got}")));
     }
     Ok(())
+}
+
+/// The first column of the first row of a PRAGMA, after running the
+/// statement to its end. A PRAGMA that writes (journal_mode into or out of
+/// WAL) commits when its last step runs: reading only the first row (as
+/// `query_row` does) returns before that, and loses the commit's error.
+fn pragma_value<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Result<T> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    let value = match rows.next()? {
+        Some(row) => row.get(0)?,
+        None => return Err(Error::Invariant(format!("`{sql}` returned no row"))),
+    };
+    while rows.next()?.is_some() {}
+    Ok(value)
 }
 
 fn check_or_create_schema(conn: &Connection, path: &Path, design: Design) -> Result<()> {

@@ -184,6 +184,7 @@ pub fn panicked(seed: u64, design: store::Design, message: &str, repro: &ReproFl
         options: String::new(),
         crashes: Vec::new(),
         faults: Vec::new(),
+        skips: Default::default(),
         recoveries_checked: 0,
         cranks: 0,
         evictions: 0,

@@ -6,6 +6,7 @@ use crate::check::Failure;
 use crate::fault::{CrashAt, FaultAt, OpClass, PointKind};
 use crate::node::Snapshot;
 use crate::options::{Flags, Mutation, SeedOptions};
+use crate::summary::Skips;
 use crate::trace::Trace;
 use crate::world::{FaultRecord, PointRecord, Site};
 use rand_chacha::ChaCha8Rng;
@@ -103,6 +104,8 @@ pub struct SeedReport {
     pub crashes: Vec<PointRecord>,
     /// The I/O faults injected, in order.
     pub faults: Vec<FaultRecord>,
+    /// Seeded events skipped, I/O faults absorbed.
+    pub skips: Skips,
     pub recoveries_checked: u64,
     pub cranks: u64,
     pub evictions: u64,
@@ -122,6 +125,7 @@ impl SeedReport {
             fault_plan: Vec::new(),
             failure: None,
             crashes: Vec::new(),
+            skips: Skips::default(),
             faults: Vec::new(),
             recoveries_checked: 0,
             cranks: 0,

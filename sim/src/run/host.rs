@@ -12,7 +12,7 @@ use crate::fault::{CrashAt, FaultAt};
 use crate::node::Snapshot;
 use crate::options::Mutation;
 use crate::trace::Trace;
-use crate::disk::fs::Image;
+use crate::disk::{self, fs::Image, fs::NothingPending};
 use crate::world::{self, FaultRecord, PointRecord, World};
 use std::path::Path;
 use std::sync::Arc;
@@ -45,6 +45,9 @@ pub(super) struct FaultyOutcome {
     pub(super) failure: Option<Failure>,
     pub(super) crashes: Vec<PointRecord>,
     pub(super) faults: Vec<FaultRecord>,
+    /// I/O faults after which the kernel still acknowledged its block, and a
+    /// power cut right then showed the block durable.
+    pub(super) faults_absorbed: u64,
     pub(super) recoveries: u64,
     /// Planned crashes the run never reached.
     pub(super) unreached: Vec<CrashAt>,
@@ -78,6 +81,9 @@ enum Restart {
     /// An I/O fault was injected: the process stops and a new one starts on
     /// the disk as it is (every file's live image).
     Fault(FaultRecord),
+    /// The kernel acknowledged a block that an I/O fault hit: the power
+    /// fails now (nothing pending survives), to check the block is durable.
+    PowerCut(FaultRecord),
     /// Liveness phase: a block failed; a new process tries it again.
     Retry,
 }
@@ -99,6 +105,8 @@ struct Host {
     repeats_committed_block: bool,
     crashes: Vec<PointRecord>,
     faults: Vec<FaultRecord>,
+    /// I/O faults the databases absorbed: the block still committed, durably.
+    absorbed: u64,
     recoveries: u64,
     /// The last block whose commit the host saw acknowledged.
     acked: u64,
@@ -127,6 +135,7 @@ impl Host {
             repeats_committed_block: case.mutation == Some(Mutation::HostRepeatsCommittedBlock),
             crashes: Vec::new(),
             faults: Vec::new(),
+            absorbed: 0,
             recoveries: 0,
             acked,
             liveness: false,
@@ -144,6 +153,7 @@ impl Host {
             failure,
             crashes: self.crashes,
             faults: self.faults,
+            faults_absorbed: self.absorbed,
             recoveries: self.recoveries,
             unreached: world::crashes_left(),
             faults_unreached: world::faults_left(),
@@ -196,7 +206,7 @@ impl Host {
         world::set_height(0);
         match self.kernel.snapshot(false).await {
             Ok(_) => match world::take_fault() {
-                Some(fault) => Err(self.fault_ignored(0, fault).await),
+                Some(fault) => Ok(self.fault_absorbed(0, fault).await? + 1),
                 None => Ok(1),
             },
             Err(error) => Ok(self.restart_after(0, error).await? + 1),
@@ -214,13 +224,13 @@ impl Host {
             Ok(report) => report,
             Err(error) => return Ok(self.restart_after(height, error).await? + 1),
         };
-        if let Some(fault) = world::take_fault() {
-            return Err(self.fault_ignored(height, fault).await);
-        }
         let started = phase_clock();
         let checked = check::block_repeats(&self.reference, &report).map_err(|f| self.located(f));
         add_phase(|p| &mut p.checks, started);
         checked?;
+        if let Some(fault) = world::take_fault() {
+            return Ok(self.fault_absorbed(height, fault).await? + 1);
+        }
         self.acked = height;
         self.retries = 0;
         madsim::time::sleep(Duration::from_secs(5)).await;
@@ -272,18 +282,21 @@ impl Host {
         }
     }
 
-    /// The kernel reported block `height` committed although I/O fault
-    /// `fault` hit it. Restart on the disk as it is and check what it
-    /// reported (a lost commit fails there); if nothing was lost, the store
-    /// still carried on past a storage error.
-    async fn fault_ignored(&mut self, height: u64, fault: FaultRecord) -> Failure {
-        self.trace.line(format!("I/O fault {fault} did not stop block {height}: the kernel reported it committed"));
+    /// The kernel acknowledged block `height` although I/O fault `fault` hit
+    /// it: a database absorbed the fault (SQLite ignores errors it can afford
+    /// to), or the store ignored an error. What it acknowledged must be
+    /// durable all the same: the power fails now, the kernel recovers, and
+    /// the recovery is checked with the block acknowledged (a lost commit
+    /// fails there). Returns the recovered height.
+    async fn fault_absorbed(&mut self, height: u64, fault: FaultRecord) -> Result<u64, Failure> {
+        self.trace.line(format!(
+            "I/O fault {fault} did not stop block {height}: the kernel acknowledged it; the power fails now"
+        ));
         self.acked = height;
-        let message = format!("the kernel reported block {height} committed after I/O fault {fault}");
-        match self.recover(Restart::Fault(fault)).await {
-            Err(failure) => failure,
-            Ok(_) => self.failure(FailureKind::FaultIgnored, height, message),
-        }
+        let recovered = self.recover(Restart::PowerCut(fault)).await?;
+        self.absorbed += 1;
+        self.trace.line(format!("absorbed: block {height} survived the power cut after I/O fault"));
+        Ok(recovered)
     }
 
     /// Restart the kernel for `first` (again, if recovery itself crashes or
@@ -335,6 +348,13 @@ impl Host {
             Restart::Fault(fault) => {
                 self.faults.push(fault);
                 Ok(None)
+            }
+            Restart::PowerCut(fault) => {
+                self.faults.push(fault);
+                // The process dies with the power: its I/O fails from now on.
+                world::stop_process();
+                let now = disk::state().expect("a disk is installed");
+                Ok(Some(now.surviving(&mut NothingPending)))
             }
             Restart::Retry => Ok(None),
         }

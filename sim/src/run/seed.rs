@@ -74,22 +74,28 @@ pub(super) fn start(
 fn verdict(case: &Case, mut report: SeedReport, faulty: FaultyOutcome) -> SeedReport {
     report.crashes = faulty.crashes;
     report.faults = faulty.faults;
+    report.skips.faults_absorbed = faulty.faults_absorbed;
     report.recoveries_checked = faulty.recoveries;
     report.final_state = faulty.final_state;
     let mut trace = faulty.trace;
-    // A seeded fault may name an operation that an event before it made the run
-    // skip (a block committed before it, a block re-run with fewer operations,
-    // the store created again at height 1): it is not injected, and not
-    // counted. So may a seeded crash, once an I/O fault changed the run's
-    // course. Named ones must be reached, and so must seeded crashes in a run
-    // without I/O faults (the run then follows the reference exactly).
+    // A seeded event may name a point or an operation that an event before it
+    // made the run skip (a block committed before it, a block re-run with
+    // fewer operations, a recovery that checkpointed SQLite's WAL and changed
+    // its schedule of syncs, the store created again at height 1): it is not
+    // injected; it is counted as skipped. Named ones must be reached.
     let faults_unreached = match case.faults {
-        FaultPlan::Seeded => not_reached(&mut trace, &faulty.faults_unreached),
+        FaultPlan::Seeded => {
+            report.skips.faults_skipped = faulty.faults_unreached.len() as u64;
+            not_reached(&mut trace, &faulty.faults_unreached)
+        }
         FaultPlan::Explicit(_) => &faulty.faults_unreached[..],
     };
     let crashes_unreached = match case.plan {
-        CrashPlan::Seeded if !report.faults.is_empty() => not_reached(&mut trace, &faulty.unreached),
-        _ => &faulty.unreached[..],
+        CrashPlan::Seeded => {
+            report.skips.crashes_skipped = faulty.unreached.len() as u64;
+            not_reached(&mut trace, &faulty.unreached)
+        }
+        CrashPlan::Explicit(_) => &faulty.unreached[..],
     };
     let failure = faulty.failure.or_else(|| check::plan_reached(crashes_unreached, faults_unreached));
     finish(report, trace, failure)
