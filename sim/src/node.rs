@@ -18,6 +18,7 @@ use store::{Design, Observer, Point, Stop, StoreConfig};
 pub struct KernelSetup {
     pub dir: PathBuf,
     pub design: Design,
+    pub settings: crate::options::Settings,
     pub kernel: KernelConfig,
     pub mutant: Option<store::Mutant>,
 }
@@ -71,9 +72,10 @@ impl Observer for SimObserver {
     }
 }
 
-fn store_config(design: Design, mutant: Option<store::Mutant>) -> StoreConfig {
-    let mut config = StoreConfig::new(design);
-    config.mutant = mutant;
+fn store_config(setup: &KernelSetup) -> StoreConfig {
+    let mut config = StoreConfig::new(setup.design);
+    setup.settings.configure(&mut config);
+    config.mutant = setup.mutant;
     config.sqlite_vfs = Some(crate::disk::sqlite::VFS_NAME.to_string());
     config.lmdb_map_bytes = 4 << 20;
     config.observer = Box::new(SimObserver);
@@ -85,7 +87,7 @@ pub async fn serve(setup: KernelSetup, inbox: Inbox) {
     let Some(mut requests) = inbox.lock().expect("inbox lock").take() else {
         return;
     };
-    let mut kernel = Kernel::open(&setup.dir, store_config(setup.design, setup.mutant), setup.kernel);
+    let mut kernel = Kernel::open(&setup.dir, store_config(&setup), setup.kernel);
     while let Some(request) = requests.next().await {
         match request {
             Request::RunBlock { height, inputs, reply } => {

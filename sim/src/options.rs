@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use store::kernel::{HostInput, KernelConfig};
 use store::vat::VatParams;
+use store::{JournalMode, LmdbFlags, Synchronous};
 
 /// Flags a user can set; everything else comes from the seed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -19,12 +20,59 @@ pub struct Flags {
     pub torn: bool,
     /// The fault kinds a seed may get (`--faults`; default: all).
     pub faults: FaultSet,
+    /// The databases' durability settings.
+    pub settings: Settings,
 }
 
 impl Flags {
     /// Crashes only: no I/O faults, no torn writes unless `torn`.
     pub fn crashes_only(mode: Option<FaultMode>, torn: bool) -> Flags {
-        Flags { mode, torn, faults: FaultSet::none() }
+        Flags { mode, torn, faults: FaultSet::none(), settings: Settings::default() }
+    }
+}
+
+/// The durability settings the store runs with: every one a user of SQLite
+/// or LMDB could pick. The default is the store's own ([`store::StoreConfig::new`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Settings {
+    pub sqlite_journal: JournalMode,
+    pub sqlite_sync: Synchronous,
+    pub lmdb_flags: LmdbFlags,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        let store = store::StoreConfig::new(store::Design::StartPosition);
+        Settings { sqlite_journal: store.journal_mode, sqlite_sync: store.synchronous, lmdb_flags: store.lmdb_flags }
+    }
+}
+
+impl Settings {
+    /// `Err` for a setting the simulator cannot observe faithfully, with why:
+    /// it must refuse to give a verdict on it.
+    pub fn check_observable(&self) -> Result<(), String> {
+        match self.lmdb_flags {
+            LmdbFlags::WriteMap | LmdbFlags::WriteMapAsync => Err(format!(
+                "LMDB flag {} is not supported: with MDB_WRITEMAP LMDB writes its pages through a shared \
+                 writable map, which the simulated disk cannot see (it sees system calls), so it cannot say \
+                 what a crash would keep",
+                self.lmdb_flags
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Apply to a store configuration.
+    pub fn configure(&self, config: &mut store::StoreConfig) {
+        config.journal_mode = self.sqlite_journal;
+        config.synchronous = self.sqlite_sync;
+        config.lmdb_flags = self.lmdb_flags;
+    }
+}
+
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "sqlite={}+{} lmdb={}", self.sqlite_journal, self.sqlite_sync, self.lmdb_flags)
     }
 }
 
@@ -80,6 +128,8 @@ pub struct SeedOptions {
     pub blocks: u64,
     pub kernel: KernelConfig,
     pub crash: CrashSpec,
+    /// The databases' durability settings (a flag, not drawn).
+    pub settings: Settings,
     /// How many crashes the faulty run gets (each after the previous).
     pub crashes: usize,
     /// Relative weights of the kinds of crash point for the first crash.
@@ -142,7 +192,20 @@ impl SeedOptions {
         let torn = (flags.torn || faults.torn) && mode == FaultMode::PowerLoss;
         let crash = CrashSpec { mode, torn };
         let (io_kinds, io_faults) = (faults.io_kinds, faults.io_faults);
-        SeedOptions { seed, vats, blocks, kernel, crash, crashes, point_weights, io_kinds, io_faults, workload }
+        let settings = flags.settings;
+        SeedOptions {
+            seed,
+            vats,
+            blocks,
+            kernel,
+            crash,
+            settings,
+            crashes,
+            point_weights,
+            io_kinds,
+            io_faults,
+            workload,
+        }
     }
 }
 
@@ -214,7 +277,8 @@ impl fmt::Display for SeedOptions {
         let upgrades = self.workload.iter().flatten().filter(|i| matches!(i, HostInput::UpgradeVat { .. })).count();
         write!(
             f,
-            "mode={} torn={} io_faults={}{} vats={} blocks={} inputs={} upgrades={} worker_cap={} crashes={}",
+            "{} mode={} torn={} io_faults={}{} vats={} blocks={} inputs={} upgrades={} worker_cap={} crashes={}",
+            self.settings,
             self.crash.mode,
             self.crash.torn,
             self.io_faults,

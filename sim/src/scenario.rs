@@ -12,6 +12,10 @@
 //! worker_cap = 2             # workers online (default 2)
 //! expect = "fails"           # passes | fails
 //! failure = "replay-diverged" # with `fails`: the failure kind expected (optional)
+//! sqlite_journal = "wal"     # delete | truncate | persist | memory | wal | off (default: the store's, wal)
+//! sqlite_sync = "full"       # off | normal | full | extra (default: the store's, full)
+//! lmdb_flags = "default"     # default | nometasync | nosync (the writemap ones are refused)
+//! mutant = "no-dir-sync"     # run with a deliberate defect (regressions of `cargo xtask mutants`)
 //!
 //! [[vats]]                   # block 1 creates them, in order
 //! id = "v1"
@@ -37,7 +41,7 @@
 
 use crate::check::FailureKind;
 use crate::fault::{CrashAt, CrashSpec, FaultAt, FaultMode, PointKind};
-use crate::options::SeedOptions;
+use crate::options::{Mutation, SeedOptions, Settings};
 use crate::run::{Case, CrashPlan, FaultPlan, SeedReport};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -98,6 +102,14 @@ pub struct ScenarioFile {
     pub crash: Vec<Spanned<CrashAt>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fault: Vec<Spanned<FaultAt>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite_journal: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlite_sync: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lmdb_flags: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mutant: Option<Spanned<String>>,
 }
 
 fn one() -> i64 {
@@ -131,6 +143,10 @@ pub struct Scenario {
     pub plan: Vec<CrashAt>,
     /// I/O faults, injected when their operation comes.
     pub faults: Vec<FaultAt>,
+    /// The databases' durability settings.
+    pub settings: Settings,
+    /// A deliberate defect the scenario runs with (a mutant's regression).
+    pub mutation: Option<Mutation>,
 }
 
 /// Read and validate a scenario file; errors name the file, line and field.
@@ -188,6 +204,11 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
             return Err(at(fault.span(), "fault", message));
         }
     }
+    let settings = parse_settings(&file, &at)?;
+    let mutation = match &file.mutant {
+        None => None,
+        Some(name) => Some(Mutation::parse(name.get_ref()).map_err(|e| at(name.span(), "mutant", e))?),
+    };
     let name = path.file_stem().map_or(String::new(), |s| s.to_string_lossy().into_owned());
     Ok(Scenario {
         name,
@@ -204,7 +225,39 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
         blocks: file.blocks.into_iter().map(|b| b.inputs).collect(),
         plan: file.crash.into_iter().map(Spanned::into_inner).collect(),
         faults: file.fault.into_iter().map(Spanned::into_inner).collect(),
+        settings,
+        mutation,
     })
+}
+
+/// The settings a scenario names (the store's defaults for those it does not);
+/// one the simulator cannot observe is refused.
+fn parse_settings(
+    file: &ScenarioFile,
+    at: &dyn Fn(std::ops::Range<usize>, &str, String) -> String,
+) -> Result<Settings, String> {
+    fn field<T: std::str::FromStr<Err = String>>(
+        value: &Option<Spanned<String>>,
+        name: &str,
+        at: &dyn Fn(std::ops::Range<usize>, &str, String) -> String,
+    ) -> Result<Option<T>, String> {
+        value.as_ref().map(|v| v.get_ref().parse::<T>().map_err(|e| at(v.span(), name, e))).transpose()
+    }
+    let mut settings = Settings::default();
+    if let Some(journal) = field(&file.sqlite_journal, "sqlite_journal", at)? {
+        settings.sqlite_journal = journal;
+    }
+    if let Some(sync) = field(&file.sqlite_sync, "sqlite_sync", at)? {
+        settings.sqlite_sync = sync;
+    }
+    if let Some(flags) = field(&file.lmdb_flags, "lmdb_flags", at)? {
+        settings.lmdb_flags = flags;
+    }
+    if let Err(why) = settings.check_observable() {
+        let span = file.lmdb_flags.as_ref().map_or(0..0, |f| f.span());
+        return Err(at(span, "lmdb_flags", why));
+    }
+    Ok(settings)
 }
 
 impl Scenario {
@@ -226,6 +279,7 @@ impl Scenario {
                 max_cranks_per_block: self.max_cranks_per_block,
             },
             crash: self.crash,
+            settings: self.settings,
             crashes: self.plan.len(),
             point_weights: PointKind::ALL.iter().map(|k| (*k, 1)).collect(),
             io_kinds: self.faults.iter().map(|f| f.fault).collect(),
@@ -238,7 +292,7 @@ impl Scenario {
             options,
             plan: CrashPlan::Explicit(self.plan.clone()),
             faults: FaultPlan::Explicit(self.faults.clone()),
-            mutation: None,
+            mutation: self.mutation,
             verbose,
         }
     }
@@ -277,8 +331,25 @@ impl Scenario {
             blocks: self.blocks.iter().map(|inputs| BlockDecl { inputs: inputs.clone() }).collect(),
             crash: self.plan.iter().map(|c| Spanned::new(0..0, *c)).collect(),
             fault: self.faults.iter().map(|f| Spanned::new(0..0, *f)).collect(),
+            sqlite_journal: None,
+            sqlite_sync: None,
+            lmdb_flags: None,
+            mutant: self.mutation.map(|m| Spanned::new(0..0, m.name().to_string())),
         };
+        let file = self.settings_into(file);
         toml::to_string(&file).expect("scenarios encode")
+    }
+}
+
+impl Scenario {
+    /// `file` with the settings that differ from the store's defaults.
+    fn settings_into(&self, mut file: ScenarioFile) -> ScenarioFile {
+        let (mine, default) = (self.settings, Settings::default());
+        let named = |differs: bool, name: &str| differs.then(|| Spanned::new(0..0, name.to_string()));
+        file.sqlite_journal = named(mine.sqlite_journal != default.sqlite_journal, mine.sqlite_journal.name());
+        file.sqlite_sync = named(mine.sqlite_sync != default.sqlite_sync, mine.sqlite_sync.name());
+        file.lmdb_flags = named(mine.lmdb_flags != default.lmdb_flags, mine.lmdb_flags.name());
+        file
     }
 }
 

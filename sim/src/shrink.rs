@@ -30,7 +30,8 @@ pub struct Shrunk {
     pub message: String,
 }
 
-/// The explicit scenario of a seeded run: its vats, blocks and the crash plan it followed.
+/// The explicit scenario of a seeded run: its vats, blocks, and the crashes
+/// and I/O faults it got (a seeded one the run skipped is left out).
 fn scenario_of(case: &Case, report: &SeedReport) -> Scenario {
     let vats = case.options.workload.first().into_iter().flatten().filter_map(|input| match input {
         HostInput::CreateVat { vat, bundle, params } => {
@@ -51,8 +52,10 @@ fn scenario_of(case: &Case, report: &SeedReport) -> Scenario {
         failure: report.failure.as_ref().map(|f| f.kind),
         vats: vats.collect(),
         blocks: case.options.workload.iter().skip(1).cloned().collect(),
-        plan: report.plan.clone(),
-        faults: report.fault_plan.clone(),
+        plan: report.crashes.iter().map(|c| c.named).collect(),
+        faults: report.faults.iter().map(|f| f.named).collect(),
+        settings: case.options.settings,
+        mutation: case.mutation,
     }
 }
 

@@ -74,6 +74,9 @@ pub struct ReproFlags {
     /// `--faults`, when narrowed from the default (all).
     pub faults: Option<String>,
     pub mutant: Option<String>,
+    /// The settings flags, when not the store's defaults.
+    #[serde(default)]
+    pub settings: Option<String>,
 }
 
 pub fn repro_line(seed: u64, design: &str, flags: &ReproFlags) -> String {
@@ -89,6 +92,9 @@ pub fn repro_line(seed: u64, design: &str, flags: &ReproFlags) -> String {
     }
     if let Some(mutant) = &flags.mutant {
         line += &format!(" --mutant {mutant}");
+    }
+    if let Some(settings) = &flags.settings {
+        line += &format!(" {settings}");
     }
     line
 }

@@ -250,8 +250,7 @@ impl World {
         let ordinal = self.next_ordinal - 1;
         let at = self.position;
         self.stopped = true;
-        self.crashed =
-            Some(PointRecord { kind: named.at, ordinal, named, database, file: file.to_string(), at, torn });
+        self.crashed = Some(PointRecord { kind: named.at, ordinal, named, database, file: file.to_string(), at, torn });
     }
 }
 
@@ -287,13 +286,7 @@ impl Injector for World {
 
     /// Returns the fault to inject now, if the plan names this operation;
     /// counts it either way. Once crashed, nothing is injected.
-    fn io_operation(
-        &mut self,
-        class: OpClass,
-        extends: bool,
-        database: &'static str,
-        file: &str,
-    ) -> Option<FaultKind> {
+    fn io_operation(&mut self, class: OpClass, extends: bool, database: &'static str, file: &str) -> Option<FaultKind> {
         if self.crashed.is_some() || self.stopped {
             return None;
         }

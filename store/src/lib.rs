@@ -11,9 +11,7 @@ mod sqlite;
 pub mod swing_store;
 pub mod vat;
 
-pub use config::{
-    Design, JournalMode, LmdbFlags, Mutant, NoObserver, Observer, Point, Stop, StoreConfig, Synchronous,
-};
+pub use config::{Design, JournalMode, LmdbFlags, Mutant, NoObserver, Observer, Point, Stop, StoreConfig, Synchronous};
 pub use error::{Error, Result};
 pub use kernel::{BlockReport, HostInput, Kernel, KernelConfig, VatStatus};
 pub use swing_store::SwingStore;

@@ -146,6 +146,7 @@ fn simulator_throughput(seeds: u64, jobs: usize) -> Throughput {
     let config = PoolConfig {
         mode: Some(FaultMode::PowerLoss.name().to_string()),
         faults: sim::fault::FaultSet::none(),
+        settings: None,
         ..PoolConfig::new(SeedSet::range(0, seeds), vec![DESIGN], Some(jobs))
     };
     let started = Instant::now();

@@ -47,6 +47,8 @@ pub struct PoolConfig {
     pub mode: Option<String>,
     pub torn: bool,
     pub faults: FaultSet,
+    /// The settings flags (`--sqlite-journal ...`), as a repro line repeats them.
+    pub settings: Option<String>,
     pub check_determinism: bool,
     pub mutant: Option<String>,
     pub misbehave: Vec<String>,
@@ -71,6 +73,7 @@ impl PoolConfig {
             mode: None,
             torn: false,
             faults: FaultSet::all(),
+            settings: None,
             check_determinism: false,
             mutant: None,
             misbehave: Vec::new(),
@@ -95,6 +98,7 @@ impl PoolConfig {
             mode: self.mode.clone(),
             torn: self.torn,
             faults: crate::sim::faults_flag(&self.faults),
+            settings: self.settings.clone(),
             mutant: self.mutant.clone(),
         }
     }
@@ -306,6 +310,9 @@ fn spawn_worker(
         command.arg("--torn");
     }
     command.args(["--faults", &config.faults.to_string()]);
+    if let Some(settings) = &config.settings {
+        command.args(settings.split(' '));
+    }
     if config.check_determinism {
         command.arg("--check-determinism");
     }

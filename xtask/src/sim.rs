@@ -113,6 +113,15 @@ pub struct FaultArgs {
     /// enospc, write-eio, torn. Each seed picks which of them it gets, and when.
     #[arg(long, value_parser = parse_faults, default_value = "all")]
     pub faults: FaultSet,
+    /// SQLite journal_mode: delete, truncate, persist, memory, wal, off (default: the store's).
+    #[arg(long)]
+    pub sqlite_journal: Option<store::JournalMode>,
+    /// SQLite synchronous: off, normal, full, extra (default: the store's).
+    #[arg(long)]
+    pub sqlite_sync: Option<store::Synchronous>,
+    /// LMDB flags: default, nometasync, nosync (writemap ones are refused).
+    #[arg(long)]
+    pub lmdb_flags: Option<store::LmdbFlags>,
 }
 
 impl FaultArgs {
@@ -122,12 +131,24 @@ impl FaultArgs {
         if self.torn && mode == Some(FaultMode::ProcessCrash) {
             return Err("--torn needs power loss; it cannot go with --mode process-crash".into());
         }
-        Ok(Flags { mode, torn: self.torn, faults: self.faults.clone() })
+        let mut settings = sim::options::Settings::default();
+        settings.sqlite_journal = self.sqlite_journal.unwrap_or(settings.sqlite_journal);
+        settings.sqlite_sync = self.sqlite_sync.unwrap_or(settings.sqlite_sync);
+        settings.lmdb_flags = self.lmdb_flags.unwrap_or(settings.lmdb_flags);
+        settings.check_observable()?;
+        Ok(Flags { mode, torn: self.torn, faults: self.faults.clone(), settings })
     }
 
     /// What a repro line repeats, with `mutant`.
     pub fn repro(&self, mutant: Option<String>) -> ReproFlags {
-        ReproFlags { mode: self.mode.clone(), torn: self.torn, faults: faults_flag(&self.faults), mutant }
+        let settings = [
+            self.sqlite_journal.map(|v| format!("--sqlite-journal {v}")),
+            self.sqlite_sync.map(|v| format!("--sqlite-sync {v}")),
+            self.lmdb_flags.map(|v| format!("--lmdb-flags {v}")),
+        ];
+        let settings = settings.into_iter().flatten().collect::<Vec<_>>().join(" ");
+        let settings = (!settings.is_empty()).then_some(settings);
+        ReproFlags { mode: self.mode.clone(), torn: self.torn, faults: faults_flag(&self.faults), mutant, settings }
     }
 }
 
@@ -333,6 +354,7 @@ fn run_many(plan: &Plan, args: &SimArgs, summary: &mut Summary) -> Result<(), St
         mode: args.fault.mode.clone(),
         torn: args.fault.torn,
         faults: args.fault.faults.clone(),
+        settings: plan.repro.settings.clone(),
         check_determinism: args.check_determinism,
         mutant: args.mutant.clone(),
         misbehave: args.misbehave.clone(),

@@ -64,6 +64,7 @@ fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
         mode: Some(mode.name().to_string()),
         // The table is about crashes: I/O faults have a table of their own (docs/findings.md).
         faults: sim::fault::FaultSet::none(),
+        settings: None,
         ..PoolConfig::new(SeedSet::range(args.start, wanted), vec![design], args.jobs)
     };
     let (mut seeds, mut failures, mut first) = (0, 0, None::<(u64, String)>);

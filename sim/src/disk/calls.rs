@@ -48,7 +48,10 @@ impl Disk {
             self.fs.truncate(ino, 0);
         }
         let dsync = flags & (libc::O_DSYNC | libc::O_SYNC) != 0;
-        self.set_slot(fd, FdSlot::Tracked(OpenFile { ino, path: rel.into(), dsync, append: flags & libc::O_APPEND != 0 }));
+        self.set_slot(
+            fd,
+            FdSlot::Tracked(OpenFile { ino, path: rel.into(), dsync, append: flags & libc::O_APPEND != 0 }),
+        );
         Ok(fd as isize)
     }
 

@@ -52,8 +52,7 @@ pub trait Injector: Any {
         -> Result<(), Crashed>;
     /// An I/O operation of `class` (a write also says whether it `extends`
     /// the file): the fault to inject now, if any.
-    fn io_operation(&mut self, class: OpClass, extends: bool, database: &'static str, file: &str)
-        -> Option<FaultKind>;
+    fn io_operation(&mut self, class: OpClass, extends: bool, database: &'static str, file: &str) -> Option<FaultKind>;
     /// The process is dead (crashed, or stopped after a fault): every
     /// operation that would change the disk fails.
     fn is_stopped(&self) -> bool;

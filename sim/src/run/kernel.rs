@@ -4,10 +4,10 @@
 //! disks, crash and fault plans, and a fresh madsim runtime).
 
 use super::Case;
+use crate::disk;
 use crate::node::{self, Inbox, KernelSetup, Request, Snapshot};
 use crate::options::Mutation;
 use crate::world::{self, World};
-use crate::disk;
 use futures::channel::{mpsc, oneshot};
 use madsim::runtime::{Handle, Runtime};
 use madsim::task::NodeId;
@@ -117,7 +117,8 @@ impl KernelHandle {
 /// How the kernel node of `case` opens its store in `dir`.
 pub(super) fn setup(case: &Case, dir: &Path) -> KernelSetup {
     let mutant = Mutation::store_mutant(case.mutation);
-    KernelSetup { dir: dir.to_path_buf(), design: case.design, kernel: case.options.kernel, mutant }
+    let (design, settings, kernel) = (case.design, case.options.settings, case.options.kernel);
+    KernelSetup { dir: dir.to_path_buf(), design, settings, kernel, mutant }
 }
 
 /// Install `world` for a run in `dir`, run `body` in a fresh madsim runtime.
