@@ -55,12 +55,10 @@ pub enum FailureKind {
     /// Liveness phase: the host could not finish its blocks (a block kept
     /// failing after a restart, or no progress within the bound).
     Stuck,
-    /// An injected I/O fault did not stop the block: the kernel reported it committed.
-    FaultIgnored,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 16] = [
+    pub const ALL: [FailureKind; 15] = [
         FailureKind::ReferenceFailed,
         FailureKind::ReplayDiverged,
         FailureKind::TranscriptMissing,
@@ -76,7 +74,6 @@ impl FailureKind {
         FailureKind::Nondeterministic,
         FailureKind::InvalidPlan,
         FailureKind::Stuck,
-        FailureKind::FaultIgnored,
     ];
 
     pub fn parse(text: &str) -> Option<FailureKind> {

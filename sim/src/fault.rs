@@ -1,54 +1,120 @@
 //! The fault model: everything the simulator may do to the store, in one place.
 //!
+//! # The persistence model (one rule, both databases)
+//!
+//! Every durable byte of the store goes through one simulated file system
+//! ([`crate::disk`]): SQLite's own unix VFS, LMDB and the store's `std::fs`
+//! calls alike. It keeps what POSIX requires to survive a power loss and
+//! nothing more; the rules, with their sources:
+//!
+//! 1. **A file's data survives as of its last `fsync` or `fdatasync`**
+//!    (POSIX.1-2017 `fsync`: "all data for the open file descriptor ... is to
+//!    be transferred to the storage device"; `fdatasync` the same for data and
+//!    the metadata needed to read it, such as its length). A write through a
+//!    descriptor opened `O_DSYNC`/`O_SYNC` is durable when it returns (POSIX
+//!    `open`, "synchronized I/O data integrity completion"): LMDB's meta page.
+//! 2. **A directory's entries survive as of that directory's last `fsync`**:
+//!    a created, unlinked or renamed name (and a `mkdir`) is not durable
+//!    before. Linux `fsync(2)`: "Calling fsync() does not necessarily ensure
+//!    that the entry in the directory containing the file has also reached
+//!    disk. For that an explicit fsync() on a file descriptor for the
+//!    directory is also needed." The ALICE model (Pillai et al., "All File
+//!    Systems Are Not Created Equal", OSDI 2014; `alicedefaultfs.py`) makes a
+//!    directory entry operation depend only on an fsync of its parent.
+//! 3. **Everything else is not guaranteed.** A power loss without `torn`
+//!    keeps exactly rules 1 and 2 (the weakest state). With `torn` (and in
+//!    exhaustive mode) any subset of the operations not yet made durable may
+//!    survive, respecting only what fsync orders, as in ALICE's model:
+//!    * every 512-byte sector written since its file's last sync survives,
+//!      vanishes or is torn (filled with garbage), as SQLite's own crash test
+//!      does (`src/test6.c`); an append may so expose zeros or garbage before
+//!      its data; a pending truncation survives or not;
+//!    * each pending directory entry operation survives or not: a lost unlink
+//!      brings the old file back (with its durable data), a created file may
+//!      appear with its data not durable (the rule of its sectors above, so a
+//!      never-synced file appears empty or with some of its sectors), and a
+//!      rename is three operations (unlink the target's old entry, unlink
+//!      the source, link the target), as `alicedefaultfs.py` splits it: the
+//!      renamed file may be seen under the new name before its data is
+//!      durable, or under neither name.
+//!
+//!    Where this differs from ALICE: ALICE splits writes at a configurable
+//!    block size (we use 512-byte sectors); ALICE crashes between any two
+//!    operations, we at durability points (below) with any subset of the
+//!    pending operations surviving, which covers the states of the earlier
+//!    crashes except the intermediate contents of a sector written twice
+//!    between two syncs; ALICE has no `O_DSYNC` (we follow POSIX).
+//! 4. **No powersafe overwrite.** A torn sector may garble bytes of it that
+//!    were not being written. SQLite's unix VFS assumes otherwise by default
+//!    (sqlite.org/psow.html); the simulated device does not promise it, so
+//!    SQLite is told (as its `psow=0` option does) and pads its WAL commits.
+//! 5. **A process crash keeps everything written**, synced or not: the
+//!    kernel's page cache survives the process.
+//!
+//! SQLite's `-shm` file (the WAL index, rebuilt from the WAL by the first
+//! connection) and LMDB's `lock.mdb` (re-initialised by the first process to
+//! open the environment) hold no durable state; they are left out of the
+//! model and of crash images.
+//!
+//! # Crash points
+//!
 //! A run has one *crash-point ordinal* counter. Every place where durability
 //! changes is a crash point and takes the next ordinal:
 //!
-//! * `sqlite-sync`: every xSync the SQLite VFS receives (journal or database);
-//! * `lmdb-sync`: every fdatasync/fsync of an LMDB file, and every write through
-//!   LMDB's O_DSYNC meta-page descriptor (durable as soon as it returns);
+//! * `sqlite-sync`: every fsync of a SQLite file (database, journal, WAL);
+//! * `lmdb-sync`: every fdatasync/fsync of LMDB's data file, and every write
+//!   through LMDB's O_DSYNC meta-page descriptor (durable as soon as it returns);
+//! * `dir-sync`: every fsync of a directory of the store (SQLite's after the
+//!   first sync of a new journal or WAL and, under `synchronous=EXTRA`, after
+//!   unlinking a journal; the store's own after it opens);
+//! * `file-sync`: every fsync of a file of the store's own;
 //! * `point-a`: the swing-store's SQLite COMMIT has returned, LMDB not yet committed;
 //! * `point-b`: the LMDB commit has returned (the block is durable);
 //! * `crank`: the start of every crank.
 //!
 //! A crash *at* a point means: the process stops just before that point's
-//! durability operation takes effect. The state that survives is frozen there:
+//! durability operation takes effect. The state that survives is frozen
+//! there, by the persistence model above:
 //!
-//! * `power-loss`: each file as of its last sync. A file never synced does not
-//!   exist. With `torn`, every 512-byte sector written since the last sync
-//!   independently survives, vanishes, or is torn (filled with seeded garbage),
-//!   as SQLite's own crash test does.
-//! * `process-crash`: everything written survives, synced or not.
+//! * `power-loss`: rules 1-4 (with `torn`, the subsets of rule 3);
+//! * `process-crash`: rule 5.
 //!
-//! Everything the doomed run does after the crash is discarded: from then on
-//! every durability point fails (EIO / SQLITE_IOERR) so the run stops quickly,
-//! and its later writes never reach the frozen image. Directory entries are not
-//! modelled separately: a file exists after power loss iff it was synced once.
+//! Everything the doomed process does after the crash is discarded: every
+//! call of it that would change the disk fails (EIO) until the host has
+//! restored the crash image, closing its databases included.
 //!
 //! # I/O faults ([`FaultKind`])
 //!
 //! Besides crashes, a run may get I/O faults: the process lives on, one call
 //! fails, and the store must stop (no retry, no carrying on half-applied):
 //!
-//! * `fsync-eio`: an xSync of a SQLite file or an `fdatasync`/`fsync` of LMDB's
-//!   data file fails with EIO, and that file's data written since its last
-//!   sync is lost, as if power failed for that file alone: every dirty sector
-//!   reads as its durable content again (zeros past the durable end; the file
-//!   keeps its length, since LMDB has it mapped);
+//! * `fsync-eio`: an fsync/fdatasync of a SQLite or LMDB file fails with EIO,
+//!   and that file's data written since its last sync is lost, as if power
+//!   failed for that file alone: every dirty sector reads as its durable
+//!   content again (zeros past the durable end; the file keeps its length,
+//!   since LMDB has it mapped). POSIX leaves the data's state after a failed
+//!   fsync unspecified; Linux may drop the dirty pages (the "fsyncgate" of
+//!   PostgreSQL, 2018);
 //! * `enospc`: a write that extends a file (past its current end) fails with
 //!   ENOSPC (SQLite: `SQLITE_FULL`), writing nothing;
 //! * `write-eio`: a write fails with EIO (SQLite: `SQLITE_IOERR_WRITE`),
 //!   writing nothing;
-//! * `torn`: at a power loss, unsynced sectors survive, vanish or tear (above).
+//! * `torn`: at a power loss, unsynced sectors survive, vanish or tear (rule 3).
 //!
 //! An I/O fault is named like a crash point ([`FaultAt`]): the `nth` operation
 //! of its class ([`OpClass`]: syncs, writes, extending writes) while the host
 //! runs block `block`, counted from the start of the run or the last crash.
-//! Syncs and writes of SQLite's temp files and LMDB's lock file are not
-//! counted. After the failed call returns, the host sees the kernel's error
-//! and restarts the process on the disk as it is then: what it reads is every
-//! file's live image, and nothing becomes durable (a later power loss still
-//! loses what was never synced). The dying process can no longer do I/O. Then
-//! the checks of a crash recovery apply. A seed's faults and crashes end
+//! Syncs and writes of directories, SQLite's temp and `-shm` files and LMDB's
+//! lock file are not counted. After the failed call returns, the host sees
+//! the kernel's error and restarts the process on the disk as it is then:
+//! what it reads is every file's live image, and nothing becomes durable (a
+//! later power loss still loses what was never synced). The dying process
+//! can no longer do I/O. Then the checks of a crash recovery apply.
+//!
+//! A database may absorb a fault (SQLite rolls back, or ignores an error it
+//! can afford to) and the kernel still acknowledges its block: the power then
+//! fails at once, and the block must survive it (an *absorbed* fault,
+//! counted; losing the block is the failure). A seed's faults and crashes end
 //! somewhere: after the last, the liveness phase requires every remaining
 //! block to complete.
 //!

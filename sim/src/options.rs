@@ -163,6 +163,10 @@ impl Draw {
     }
 }
 
+/// The kinds of crash point whose weights a seed draws before its workload.
+const FIRST_KINDS: [PointKind; 5] =
+    [PointKind::SqliteSync, PointKind::LmdbSync, PointKind::PointA, PointKind::PointB, PointKind::Crank];
+
 const UPGRADE_TARGETS: &[&str] =
     &["counter-v2", "counter-v3", "counter-v2", "counter-v3", "bad-eval", "forgets-kind", "start-throws", "counter-v1"];
 
@@ -186,8 +190,14 @@ impl SeedOptions {
         };
         let mode = flags.mode.unwrap_or(mode);
         let crashes = draw.range(1, 2) as usize;
-        let point_weights = PointKind::ALL.iter().map(|k| (*k, draw.range(0, 4) as u32 + 1)).collect();
+        // The kinds of point the simulator had first are drawn here, the later
+        // ones after the workload: a seed keeps the workload it always had.
+        let mut point_weights: BTreeMap<PointKind, u32> =
+            FIRST_KINDS.iter().map(|k| (*k, draw.range(0, 4) as u32 + 1)).collect();
         let workload = (1..=blocks).map(|height| block_inputs(&mut draw, height, vats)).collect();
+        for kind in PointKind::ALL.into_iter().filter(|k| !FIRST_KINDS.contains(k)) {
+            point_weights.insert(kind, draw.range(0, 4) as u32 + 1);
+        }
         let faults = FaultDraws::derive(seed, &flags.faults);
         let torn = (flags.torn || faults.torn) && mode == FaultMode::PowerLoss;
         let crash = CrashSpec { mode, torn };

@@ -40,6 +40,8 @@ pub struct PointRecord {
     pub at: Position,
     /// A torn power loss that drew the fate of at least one unsynced sector.
     pub torn: bool,
+    /// What the crash left of the disk ([`crate::disk::describe_crash`]).
+    pub disk: String,
 }
 
 impl std::fmt::Display for PointRecord {
@@ -245,12 +247,15 @@ impl World {
         self.counts.clear();
         self.io_counts.clear();
         let drawn_before = self.torn_rng.get_word_pos();
-        self.image = Some(crash_image(fs, self.spec, &mut self.torn_rng));
+        let image = crash_image(fs, self.spec, &mut self.torn_rng);
         let torn = self.torn_rng.get_word_pos() != drawn_before;
+        let disk = crate::disk::describe_crash(fs, &image);
+        self.image = Some(image);
         let ordinal = self.next_ordinal - 1;
         let at = self.position;
         self.stopped = true;
-        self.crashed = Some(PointRecord { kind: named.at, ordinal, named, database, file: file.to_string(), at, torn });
+        self.crashed =
+            Some(PointRecord { kind: named.at, ordinal, named, database, file: file.to_string(), at, torn, disk });
     }
 }
 

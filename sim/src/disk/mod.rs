@@ -296,10 +296,26 @@ impl Disk {
     }
 }
 
-/// Counts and names of what a crash image holds, for a trace line.
-pub fn describe(image: &Image) -> String {
+/// What a crash left of the disk `live` was in, for a trace line: each file
+/// of the image with its length, the files the crash lost (a creation or
+/// rename whose directory was not synced), and the ones it brought back (an
+/// unlink not synced), e.g. `swingstore.sqlite 8192, kv/data.mdb 12288;
+/// back: swingstore.sqlite-journal`.
+pub fn describe_crash(live: &Fs, image: &Image) -> String {
+    let before = live.live_image();
+    let (had, has): (Vec<String>, Vec<String>) =
+        (before.files().into_iter().map(|(p, _)| p).collect(), image.files().into_iter().map(|(p, _)| p).collect());
     let files: Vec<String> = image.files().iter().map(|(path, bytes)| format!("{path} {}", bytes.len())).collect();
-    files.join(", ")
+    let mut text = if files.is_empty() { "no files".to_string() } else { files.join(", ") };
+    let lost: Vec<&String> = had.iter().filter(|p| !has.contains(p)).collect();
+    let back: Vec<&String> = has.iter().filter(|p| !had.contains(p)).collect();
+    for (label, paths) in [("lost", lost), ("back", back)] {
+        if !paths.is_empty() {
+            let names: Vec<&str> = paths.iter().map(|p| p.as_str()).collect();
+            text += &format!("; {label}: {}", names.join(", "));
+        }
+    }
+    text
 }
 
 /// An injector that never crashes and never faults: the disk only keeps its

@@ -342,6 +342,7 @@ impl Host {
                     self.faults.push(fault);
                 }
                 self.trace.line(format!("crash at {point}"));
+                self.trace.line(format!("  disk after the crash: {}", point.disk));
                 self.crashes.push(point);
                 Ok(Some(images))
             }

@@ -170,19 +170,19 @@ pub(super) fn resumed_world(
     rest: Vec<CrashAt>,
 ) -> Option<(World, u64)> {
     let captured = reference.captured.get(ordinal)?;
-    let mut record = PointRecord {
+    let mut rng = world::torn_rng(case.seed);
+    let image = world::crash_image(&captured.disk, case.options.crash, &mut rng);
+    let record = PointRecord {
         kind: named.at,
         ordinal: ordinal as u64,
         named,
         database: captured.database,
         file: captured.file.clone(),
         at: captured.at,
-        torn: false,
+        torn: rng.get_word_pos() != world::torn_rng(case.seed).get_word_pos(),
+        disk: crate::disk::describe_crash(&captured.disk, &image),
     };
-    let mut rng = world::torn_rng(case.seed);
-    let images = world::crash_image(&captured.disk, case.options.crash, &mut rng);
-    record.torn = rng.get_word_pos() != world::torn_rng(case.seed).get_word_pos();
-    let world = World::resumed(case.seed, case.options.crash, rest, record, images, rng);
+    let world = World::resumed(case.seed, case.options.crash, rest, record, image, rng);
     // The host sees block h committed when run_block(h) returns: a crash while
     // it runs block h (or opens the store, h = 0) leaves h - 1 acknowledged.
     Some((world, reference.sites[ordinal].height.saturating_sub(1)))
