@@ -12,9 +12,9 @@
 //! after the run, without running the workload up to the point again.
 //! A *resumed* world ([`World::resumed`]) starts a run just after such a crash.
 
-use crate::disk::fs::{Fs, Image, NothingPending, Torn};
+use crate::disk::fs::{DirOp, Fs, Image, NothingPending, Survival, Torn};
 use crate::disk::{self, Injector};
-use crate::fault::{CrashAt, CrashSpec, Crashed, FaultAt, FaultKind, FaultMode, OpClass, PointKind};
+use crate::fault::{CrashAt, CrashSpec, Crashed, FaultAt, FaultKind, FaultMode, OpClass, PointKind, SectorFate};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
 use std::any::Any;
@@ -84,6 +84,114 @@ pub fn crash_image(fs: &Fs, spec: CrashSpec, rng: &mut ChaCha8Rng) -> Image {
         (FaultMode::ProcessCrash, _) => fs.live_image(),
         (FaultMode::PowerLoss, false) => fs.surviving(&mut NothingPending),
         (FaultMode::PowerLoss, true) => fs.surviving(&mut Torn(rng)),
+    }
+}
+
+/// Directory operations pending at a point beyond which exhaustive mode
+/// samples their subsets instead of trying them all.
+const MAX_DIR_OPS_TRIED_ALL: usize = 6;
+/// Subsets sampled when more directory operations are pending.
+const DIR_OP_SAMPLES: u64 = 64;
+
+/// One crash state exhaustive mode explores at a point.
+pub struct CrashState {
+    /// Which pending operations survived, as a person reads it.
+    pub label: String,
+    pub image: Image,
+    /// Whether unsynced sectors were drawn (survive, vanish or tear).
+    pub torn: bool,
+}
+
+/// The crash states exhaustive mode explores at one point of a power-loss
+/// run: first the one a seeded crash there gets (`first`, from the run's
+/// torn rng), then every subset of the pending directory operations (a
+/// seeded sample of them past [`MAX_DIR_OPS_TRIED_ALL`]), each with every
+/// unsynced sector lost and with a seeded draw of the sectors; equal images
+/// are explored once. A process crash has one state.
+pub fn exhaustive_states(fs: &Fs, spec: CrashSpec, first: CrashState, seed: u64) -> Vec<CrashState> {
+    let mut states = vec![first];
+    if spec.mode == FaultMode::ProcessCrash {
+        return states;
+    }
+    let pending = fs.pending_dir_ops();
+    let ops = pending.len();
+    let masks: Vec<u64> = match ops <= MAX_DIR_OPS_TRIED_ALL {
+        true => (0..1u64 << ops).collect(),
+        false => {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xd1_0b5);
+            let all = u64::MAX >> (64 - ops.min(64));
+            let mut masks = vec![0, all];
+            masks.extend((2..DIR_OP_SAMPLES).map(|_| rng.next_u64() & all));
+            masks
+        }
+    };
+    for mask in masks {
+        for draw_sectors in [false, true] {
+            let mut chosen = Chosen { mask, asked: 0, sectors: draw_sectors.then(|| sector_rng(seed, mask)) };
+            let image = fs.surviving(&mut chosen);
+            if states.iter().any(|s| s.image == image) {
+                continue;
+            }
+            let sectors = if draw_sectors { "unsynced sectors drawn" } else { "unsynced sectors lost" };
+            let label = format!("{}; {sectors}", describe_dir_ops(&pending, mask));
+            states.push(CrashState { label, image, torn: draw_sectors });
+        }
+    }
+    states
+}
+
+/// Which of the `pending` directory operations `mask` keeps, e.g.
+/// `directory: kept -swingstore.sqlite-journal, lost +kv`.
+fn describe_dir_ops(pending: &[(crate::disk::fs::Ino, DirOp)], mask: u64) -> String {
+    if pending.is_empty() {
+        return "no directory operation pending".into();
+    }
+    let name = |op: &DirOp| match op {
+        DirOp::Link(name, _) => format!("+{name}"),
+        DirOp::Unlink(name, _) => format!("-{name}"),
+    };
+    let (mut kept, mut lost) = (Vec::new(), Vec::new());
+    for (index, (_, op)) in pending.iter().enumerate() {
+        match index < 64 && mask >> index & 1 == 1 {
+            true => kept.push(name(op)),
+            false => lost.push(name(op)),
+        }
+    }
+    let list = |ops: Vec<String>| if ops.is_empty() { "none".to_string() } else { ops.join(" ") };
+    format!("directory: kept {}, lost {}", list(kept), list(lost))
+}
+
+fn sector_rng(seed: u64, mask: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed ^ 0x5ec_7025 ^ mask.rotate_left(17))
+}
+
+/// A chosen crash state: pending directory operations survive by the bits of
+/// `mask` (in the order the model asks), sectors by `sectors` (all lost without).
+struct Chosen {
+    mask: u64,
+    asked: u32,
+    sectors: Option<ChaCha8Rng>,
+}
+
+impl Survival for Chosen {
+    fn dir_op(&mut self, _op: &DirOp) -> bool {
+        let keep = self.asked < 64 && self.mask >> self.asked & 1 == 1;
+        self.asked += 1;
+        keep
+    }
+    fn shrink(&mut self) -> bool {
+        self.sectors.as_mut().is_some_and(|rng| rng.next_u32() & 1 == 0)
+    }
+    fn sector(&mut self) -> SectorFate {
+        match &mut self.sectors {
+            Some(rng) => crate::fault::draw_sector_fate(rng),
+            None => SectorFate::Vanishes,
+        }
+    }
+    fn garbage(&mut self, buf: &mut [u8]) {
+        if let Some(rng) = &mut self.sectors {
+            rng.fill_bytes(buf);
+        }
     }
 }
 

@@ -7,12 +7,12 @@
 use super::host::{run_host, Course, Start};
 use super::reference::Reference;
 use super::scratch::RunDir;
-use super::seed::{finish, resumed_world, start};
+use super::seed::{finish, first_crash_state, resumed_in_state, start};
 use super::{Case, SeedReport};
 use crate::check::{Failure, FailureKind};
 use crate::fault::CrashAt;
 use crate::trace::Trace;
-use crate::world::Site;
+use crate::world::{self, Site, World};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
@@ -108,16 +108,46 @@ struct PointRun<'a> {
 }
 
 impl PointRun<'_> {
-    /// Crash here, recover, run on to the depth; what the run found goes into
-    /// `report` and `trace` (its own lines as notes, and its hash).
+    /// Crash here into every state the persistence model allows (see
+    /// [`world::exhaustive_states`]), recover, run on to the depth; what each
+    /// run found goes into `report` and `trace` (its own lines as notes, and
+    /// its hash). The first failure found here, if any.
     fn explore(&self, report: &mut SeedReport, trace: &mut Trace) -> Result<(), Failure> {
         let (ordinal, named) = (self.ordinal, self.named);
-        let Some((world, acked)) = resumed_world(self.case, self.reference, ordinal, named, Vec::new()) else {
+        let Some((first, rng)) = first_crash_state(self.case, self.reference, ordinal) else {
             // Every point must be explored: a missing image is the harness's own failure.
             let message = format!("no crash image was captured at point {ordinal} ({named})");
             trace.line(format!("FAILED at point {ordinal} ({named}): {message}"));
             return Err(Failure::new(FailureKind::InvalidPlan, named.block, message));
         };
+        let disk = &self.reference.captured[ordinal].disk;
+        let seed = self.case.seed ^ (ordinal as u64).rotate_left(32);
+        let states = world::exhaustive_states(disk, self.case.options.crash, first, seed);
+        let count = states.len();
+        let mut first_failure = None;
+        for (index, state) in states.into_iter().enumerate() {
+            let label = state.label.clone();
+            let resumed = resumed_in_state(self.case, self.reference, ordinal, named, Vec::new(), state, rng.clone());
+            let (world, acked) = resumed.expect("the point was captured");
+            let failure = self.run_from(world, acked, report, trace);
+            let state = format!("state {}/{count}", index + 1);
+            trace.line(format!("point {ordinal} ({named}) {state} ({label}): trace {}", failure.1));
+            if let Some(failure) = failure.0 {
+                trace.line(format!("FAILED at point {ordinal} ({named}) {state}: {failure}"));
+                first_failure.get_or_insert(failure);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
+    }
+
+    /// Recover from the crash `world` holds and run on; the failure, and the trace's hash.
+    fn run_from(
+        &self,
+        world: World,
+        acked: u64,
+        report: &mut SeedReport,
+        trace: &mut Trace,
+    ) -> (Option<Failure>, String) {
         let course = Course { start: Start::AfterCrash { acked }, events: 1, limit: self.depth.limit() };
         let point_trace = Trace::new(self.case.verbose);
         let outcome = run_host(self.case, self.dir, self.reference.clone(), world, course, point_trace);
@@ -127,13 +157,6 @@ impl PointRun<'_> {
         for line in outcome.trace.lines() {
             trace.note(format!("  {line}"));
         }
-        trace.line(format!("point {ordinal} ({named}): trace {}", outcome.trace.hash()));
-        match outcome.failure {
-            Some(failure) => {
-                trace.line(format!("FAILED at point {ordinal} ({named}): {failure}"));
-                Err(failure)
-            }
-            None => Ok(()),
-        }
+        (outcome.failure, outcome.trace.hash())
     }
 }

@@ -11,7 +11,8 @@ use crate::check::{self, Failure};
 use crate::fault::CrashAt;
 use crate::options::Mutation;
 use crate::trace::Trace;
-use crate::world::{self, PointRecord, World};
+use crate::world::{self, CrashState, PointRecord, World};
+use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -169,9 +170,38 @@ pub(super) fn resumed_world(
     named: CrashAt,
     rest: Vec<CrashAt>,
 ) -> Option<(World, u64)> {
+    let (first, rng) = first_crash_state(case, reference, ordinal)?;
+    resumed_in_state(case, reference, ordinal, named, rest, first, rng)
+}
+
+/// The crash state a run crashing first at point `ordinal` gets: the crash
+/// image drawn with the run's torn rng, as a live crash there draws it; and
+/// that rng after the draws, for the crashes after it.
+pub(super) fn first_crash_state(
+    case: &Case,
+    reference: &Reference,
+    ordinal: usize,
+) -> Option<(CrashState, ChaCha8Rng)> {
     let captured = reference.captured.get(ordinal)?;
     let mut rng = world::torn_rng(case.seed);
     let image = world::crash_image(&captured.disk, case.options.crash, &mut rng);
+    let torn = rng.get_word_pos() != world::torn_rng(case.seed).get_word_pos();
+    Some((CrashState { label: "as a seeded crash here".into(), image, torn }, rng))
+}
+
+/// The world of a run that crashed at point `ordinal` (named `named`) into
+/// `state`, with `rest` of the plan ahead and `rng` for its later torn
+/// draws; and the block the host had seen committed.
+pub(super) fn resumed_in_state(
+    case: &Case,
+    reference: &Reference,
+    ordinal: usize,
+    named: CrashAt,
+    rest: Vec<CrashAt>,
+    state: CrashState,
+    rng: ChaCha8Rng,
+) -> Option<(World, u64)> {
+    let captured = reference.captured.get(ordinal)?;
     let record = PointRecord {
         kind: named.at,
         ordinal: ordinal as u64,
@@ -179,10 +209,10 @@ pub(super) fn resumed_world(
         database: captured.database,
         file: captured.file.clone(),
         at: captured.at,
-        torn: rng.get_word_pos() != world::torn_rng(case.seed).get_word_pos(),
-        disk: crate::disk::describe_crash(&captured.disk, &image),
+        torn: state.torn,
+        disk: crate::disk::describe_crash(&captured.disk, &state.image),
     };
-    let world = World::resumed(case.seed, case.options.crash, rest, record, image, rng);
+    let world = World::resumed(case.seed, case.options.crash, rest, record, state.image, rng);
     // The host sees block h committed when run_block(h) returns: a crash while
     // it runs block h (or opens the store, h = 0) leaves h - 1 acknowledged.
     Some((world, reference.sites[ordinal].height.saturating_sub(1)))
