@@ -1,10 +1,9 @@
-//! What is checked, and the failures the checks find. Every check a run
-//! makes is here: a block run again after a recovery
-//! ([`block_repeats`]), the recovered state ([`recovery`]), the end
-//! ([`final_state`]), and whether the run reached every point its plan
-//! names ([`plan_reached`]); each compares with the reference run and the
-//! oracle through the diffs at the end of this file. The reference run itself
-//! is checked against the oracle ([`oracle_agrees`], [`oracle_heaps`]).
+//! Everything a run checks, and the failures the checks find. The reference
+//! run is checked against the oracle (`oracle_agrees`, `oracle_heaps`);
+//! the faulty run's host has checked a block it runs again
+//! (`block_repeats`), each recovered state (`recovery`), the end
+//! (`final_state`), and that the run reached every point its plan names
+//! (`plan_reached`). The comparisons are the diffs at the end of this file.
 
 use crate::fault::{CrashAt, FaultAt};
 use crate::node::Snapshot;

@@ -120,6 +120,12 @@ impl Mutation {
     }
 }
 
+impl fmt::Display for Mutation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// The options one seed derives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SeedOptions {

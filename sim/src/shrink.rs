@@ -62,6 +62,8 @@ fn scenario_of(case: &Case, report: &SeedReport) -> Scenario {
 /// The shrinking search, with its memo of candidates already run.
 struct Search<'a> {
     root: &'a Path,
+    /// Asked before each candidate run: once it says stop, no candidate fails.
+    stop: &'a dyn Fn() -> bool,
     kind: FailureKind,
     runs: u64,
     max_runs: u64,
@@ -76,7 +78,7 @@ impl Search<'_> {
         if let Some(known) = self.seen.get(&key) {
             return *known;
         }
-        if self.runs >= self.max_runs {
+        if self.runs >= self.max_runs || (self.stop)() {
             return false;
         }
         self.runs += 1;
@@ -197,14 +199,16 @@ fn drop_inputs(s: &Scenario, mask: &[bool]) -> Option<Scenario> {
     Some(Scenario { blocks, ..s.clone() })
 }
 
-/// Shrink a failing case. `Err` when it does not fail.
-pub fn shrink(case: &Case, root: &Path, max_runs: u64) -> Result<Shrunk, String> {
+/// Shrink a failing case, in at most `max_runs` candidate runs; once `stop`
+/// says so, the search ends with the smallest failing case found so far.
+/// `Err` when the case does not fail.
+pub fn shrink(case: &Case, root: &Path, max_runs: u64, stop: &dyn Fn() -> bool) -> Result<Shrunk, String> {
     let report = run_case(&Case { verbose: false, ..case.clone() }, root);
     let Some(failure) = &report.failure else {
         return Err(format!("seed {} with design {} does not fail: nothing to shrink", case.seed, case.design));
     };
     let original = scenario_of(case, &report);
-    let mut search = Search { root, kind: failure.kind, runs: 0, max_runs, seen: BTreeMap::new() };
+    let mut search = Search { root, stop, kind: failure.kind, runs: 0, max_runs, seen: BTreeMap::new() };
     let mut best = original.clone();
     for _ in 0..4 {
         let before = best.events();

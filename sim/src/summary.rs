@@ -66,41 +66,9 @@ impl Skips {
     }
 }
 
-/// The flags that a repro line must repeat (everything else comes from the seed).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ReproFlags {
-    pub mode: Option<String>,
-    pub torn: bool,
-    /// `--faults`, when narrowed from the default (all).
-    pub faults: Option<String>,
-    pub mutant: Option<String>,
-    /// The settings flags, when not the store's defaults.
-    #[serde(default)]
-    pub settings: Option<String>,
-}
-
-pub fn repro_line(seed: u64, design: &str, flags: &ReproFlags) -> String {
-    let mut line = format!("cargo xtask sim --seed {seed} --design {design}");
-    if let Some(mode) = &flags.mode {
-        line += &format!(" --mode {mode}");
-    }
-    if flags.torn {
-        line += " --torn";
-    }
-    if let Some(faults) = &flags.faults {
-        line += &format!(" --faults {faults}");
-    }
-    if let Some(mutant) = &flags.mutant {
-        line += &format!(" --mutant {mutant}");
-    }
-    if let Some(settings) = &flags.settings {
-        line += &format!(" {settings}");
-    }
-    line
-}
-
 impl SeedResult {
-    pub fn from_report(report: &SeedReport, flags: &ReproFlags) -> SeedResult {
+    /// The result of `report`; `repro` is the command that runs it again.
+    pub fn from_report(report: &SeedReport, repro: &str) -> SeedResult {
         let design = report.design.name().to_string();
         let failure = report.failure.as_ref().map(|f| FailureRecord {
             seed: report.seed,
@@ -110,7 +78,7 @@ impl SeedResult {
             fault: f.fault.as_ref().map(|p| p.to_string()),
             height: f.height,
             message: f.message.clone(),
-            repro: repro_line(report.seed, &design, flags),
+            repro: repro.to_string(),
         });
         SeedResult {
             seed: report.seed,
@@ -158,6 +126,10 @@ pub struct Summary {
     /// processes and `--jobs` values when the simulation is deterministic.
     pub trace_digest: String,
     pub failures: Vec<FailureRecord>,
+    /// The signal that stopped the run early (`SIGINT`, `SIGTERM`): the
+    /// summary covers only the seeds completed by then.
+    #[serde(default)]
+    pub interrupted: Option<String>,
     #[serde(skip)]
     trace_hashes: BTreeMap<(u64, String), String>,
 }
@@ -210,8 +182,10 @@ impl Summary {
 
     /// The closing line.
     pub fn line(&self) -> String {
+        let interrupted =
+            self.interrupted.as_ref().map_or(String::new(), |signal| format!(" (interrupted by {signal})"));
         format!(
-            "sim: {} seeds, {} failed, {} crashes, {} faults, {} recoveries checked, {:.1} seeds/s",
+            "sim: {} seeds, {} failed, {} crashes, {} faults, {} recoveries checked, {:.1} seeds/s{interrupted}",
             self.seeds,
             self.failed,
             self.crashes,

@@ -7,7 +7,7 @@ use sim::check::FailureKind;
 use sim::fault::{FaultAt, FaultKind, FaultMode, FaultSet};
 use sim::options::{Flags, Mutation, SeedOptions};
 use sim::run::{run_case, scratch_root, Case, CrashPlan, FaultPlan, SeedConfig, SeedReport};
-use sim::summary::{ReproFlags, SeedResult};
+use sim::summary::SeedResult;
 use std::collections::BTreeMap;
 use store::Design;
 
@@ -32,7 +32,7 @@ fn every_fault_kind_is_injected_and_start_position_survives() {
     for seed in 0..60 {
         let report = run(&case(seed, FaultSet::all(), None));
         assert!(report.failure.is_none(), "seed {seed}: {}", describe(&report));
-        let result = SeedResult::from_report(&report, &ReproFlags::default());
+        let result = SeedResult::from_report(&report, "");
         let mut kinds = result.faults.clone();
         kinds.dedup();
         for kind in kinds {

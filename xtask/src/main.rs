@@ -1,18 +1,24 @@
-//! `cargo xtask <command>`: the project's commands, one module each.
+//! `cargo xtask <command>`: the project's commands, one module each under
+//! `commands/`. A command module imports only the shared modules beside this
+//! file, never another command:
+//!
+//! - `args`: the arguments commands share, the run specification among them
+//!   (from which the worker's arguments and every repro line are derived);
+//! - `unit`: one seed with one design, run in this process;
+//! - `pool`: the worker processes that run many units;
+//! - `report`: the closing lines, JSON and JUnit;
+//! - `signals`: Ctrl-C and SIGTERM.
 
-mod bench;
-mod lint_workflows;
-mod mutants;
+mod args;
+mod commands;
 mod pool;
 mod report;
-mod scenario;
-mod shrink;
-mod sim;
-mod soak;
-mod truth_table;
-mod worker;
+mod signals;
+mod unit;
 
 use clap::{Parser, Subcommand};
+use commands::*;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// mimalloc: the simulator allocates many small strings (see README, Performance).
@@ -21,13 +27,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Deterministic crash simulation of a two-database swing-store")]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
-    command: Command,
+    pub(crate) command: Command,
 }
 
 #[derive(Subcommand)]
-enum Command {
+pub(crate) enum Command {
     /// Run seeds through the simulator: crash, restart, recover, check.
     Sim(sim::SimArgs),
     /// Shrink a failing seed to a small scenario under scenarios/regressions/.
@@ -49,12 +55,22 @@ enum Command {
     SimWorker(worker::WorkerArgs),
 }
 
+/// The repository's root (xtask lives one level below it).
+pub(crate) fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+}
+
 fn main() -> ExitCode {
     // Output piped into `head` must end the program quietly, as for any Unix tool,
     // not panic in println!.
     // SAFETY: setting a signal disposition to its default at startup.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
+    // Every command that runs seeds stops cleanly on a signal; the linter has
+    // nothing to clean up, and a worker leaves stopping to its parent.
+    if !matches!(cli.command, Command::LintWorkflows | Command::SimWorker(_)) {
+        signals::install();
+    }
     match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::SimWorker(args) => worker::run(args),

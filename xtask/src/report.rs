@@ -1,5 +1,6 @@
-//! Reports for people and dashboards: the JSON summary and JUnit XML (one test
-//! case per failing seed or scenario, plus one for the run as a whole).
+//! Reports for people and dashboards: the closing lines of a run, the JSON
+//! summary and JUnit XML (one test case per failing seed, plus one for the
+//! run as a whole).
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 use sim::summary::{FailureRecord, Summary};
@@ -26,9 +27,13 @@ impl JunitCase {
         JunitCase { name, failure: Some((failure.kind.clone(), text)) }
     }
 
-    /// The run as a whole: fails when any seed did.
+    /// The run as a whole: fails when any seed did, or when a signal stopped it.
     pub fn whole_run(summary: &Summary) -> JunitCase {
-        let failure = (summary.failed > 0).then(|| ("failed".to_string(), summary.line()));
+        let failure = match (&summary.interrupted, summary.failed) {
+            (Some(_), _) => Some(("interrupted".to_string(), summary.line())),
+            (None, 0) => None,
+            (None, _) => Some(("failed".to_string(), summary.line())),
+        };
         JunitCase { name: summary.line(), failure }
     }
 }
@@ -66,4 +71,56 @@ pub fn seed_cases(summary: &Summary) -> Vec<JunitCase> {
     let mut cases: Vec<JunitCase> = summary.failures.iter().map(JunitCase::failing_seed).collect();
     cases.push(JunitCase::whole_run(summary));
     cases
+}
+
+/// The closing lines of a run: crashes by point, faults by kind, each failure
+/// with its repro line, the trace digest, and last the one-line summary.
+pub fn print_summary(summary: &Summary) {
+    if let Some(signal) = &summary.interrupted {
+        println!("interrupted by {signal}: the summary covers the {} seeds completed", summary.seeds);
+    }
+    for (kind, count) in &summary.crashes_by_point {
+        println!("  crashes at {kind}: {count}");
+    }
+    for (kind, count) in &summary.faults_by_kind {
+        let seeds = summary.seeds_by_fault.get(kind).copied().unwrap_or(0);
+        println!("  faults {kind}: {count} (in {seeds} seeds)");
+    }
+    let skips = &summary.skips;
+    println!(
+        "  I/O faults absorbed (block acknowledged, then survived a power cut): {}; seeded events skipped \
+         (an earlier event changed the run's course): {} crashes, {} I/O faults",
+        skips.faults_absorbed, skips.crashes_skipped, skips.faults_skipped
+    );
+    for failure in &summary.failures {
+        println!(
+            "FAILED seed {} design {}: {} at block {}: {}",
+            failure.seed, failure.design, failure.kind, failure.height, failure.message
+        );
+        if let Some(point) = &failure.point {
+            println!("  after crash at {point}");
+        }
+        if let Some(fault) = &failure.fault {
+            println!("  after I/O fault {fault}");
+        }
+        println!("repro: {}", failure.repro);
+    }
+    println!("trace digest {}", summary.trace_digest);
+    println!("{}", summary.line());
+}
+
+/// A failure as the run finds it (the summary repeats it in full).
+pub fn print_failure(failure: &FailureRecord) {
+    println!("FAILED seed {} design {}: {}; repro: {}", failure.seed, failure.design, failure.kind, failure.repro);
+}
+
+/// `--json` (the summary) and `--junit` of a run named `suite`.
+pub fn write_reports(summary: &Summary, json: Option<&Path>, junit: Option<&Path>, suite: &str) -> Result<(), String> {
+    if let Some(path) = json {
+        write_json(path, summary)?;
+    }
+    if let Some(path) = junit {
+        write_junit(path, suite, seed_cases(summary))?;
+    }
+    Ok(())
 }

@@ -105,6 +105,50 @@ fn the_trace_digest_does_not_depend_on_jobs() {
     assert!(line_starting(&one, "sim: 12 seeds, 0 failed").contains("recoveries"));
 }
 
+/// A failure's repro line runs exactly what failed, in this process instead
+/// of a worker: the same failure, the same trace (between them, the two runs
+/// below give every flag of the run specification).
+#[test]
+fn a_repro_line_reruns_exactly_what_failed() {
+    let flag_sets: [&[&str]; 2] = [
+        &[
+            "--design",
+            "length-zero",
+            "--mode",
+            "power-loss",
+            "--torn",
+            "--faults",
+            "fsync-eio,torn",
+            "--mutant",
+            "lmdb-first",
+        ],
+        &["--design", "length-zero", "--faults", "none", "--exhaustive", "--depth", "recover", "--check-determinism"],
+    ];
+    for flags in flag_sets {
+        let json = scratch("repro").with_extension("json");
+        let pool = xtask(&[&["sim", "--seeds", "1", "--json", json.to_str().unwrap()], flags].concat());
+        assert_eq!(pool.status.code(), Some(1), "{flags:?}: seed 0 fails: {pool:?}");
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        let _ = std::fs::remove_file(&json);
+        let failure = &summary["failures"][0];
+        let repro = failure["repro"].as_str().unwrap();
+        let words: Vec<&str> = repro.split(' ').collect();
+        assert_eq!(words[..2], ["cargo", "xtask"], "{repro}");
+        let again = xtask(&words[2..]);
+        assert_eq!(again.status.code(), Some(1), "{repro}: {again:?}");
+        let text = stdout(&again);
+        let expected = format!(
+            "FAILED seed 0 design length-zero: {} at block {}: {}",
+            failure["kind"].as_str().unwrap(),
+            failure["height"],
+            failure["message"].as_str().unwrap()
+        );
+        assert_eq!(line_starting(&text, "FAILED seed"), expected, "{repro}");
+        let digest = format!("trace digest {}", summary["trace_digest"].as_str().unwrap());
+        assert_eq!(line_starting(&text, "trace digest"), digest, "{repro}");
+    }
+}
+
 fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("xtask-cli-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

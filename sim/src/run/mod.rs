@@ -2,23 +2,23 @@
 //!
 //! A seed is a [`Case`]: its design, the options it derives (workload,
 //! kernel limits, fault mode) and its crash and I/O fault plans. It runs in
-//! phases ([`seed`]):
+//! phases (`seed.rs`):
 //!
-//! 1. the *reference run* ([`reference`]): the workload with no fault; it
+//! 1. the *reference run* (`reference.rs`): the workload with no fault; it
 //!    records every committed height, the oracle's heaps, and the disk state
 //!    of every crash point (copy-on-write);
-//! 2. the *plans* ([`case`]): the seed draws where the faulty run crashes and
+//! 2. the *plans* (`case.rs`): the seed draws where the faulty run crashes and
 //!    which I/O operations fail, from what the reference run reached;
-//! 3. the *faulty run*: the host ([`host`]) drives the kernel node
-//!    ([`kernel`]) through the workload, from the reference's capture of the
+//! 3. the *faulty run*: the host (`host.rs`) drives the kernel node
+//!    (`kernel.rs`) through the workload, from the reference's capture of the
 //!    first planned crash (or from nothing), restarts it after every crash and
 //!    I/O fault, and requires every block to complete once nothing more is
 //!    planned (liveness);
 //! 4. every check of a recovery and of the end is in [`crate::check`].
 //!
-//! [`exhaustive`] recovers every crash point of a seed from the same one pass
+//! `exhaustive.rs` recovers every crash point of a seed from the same one pass
 //! instead of a planned few. The rest is plumbing: the scratch directory of
-//! a run ([`scratch`]) and the bench's phase timers ([`phases`]).
+//! a run (`scratch.rs`) and the bench's phase timers (`phases.rs`).
 
 mod case;
 mod exhaustive;

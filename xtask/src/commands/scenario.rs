@@ -1,6 +1,8 @@
 //! `cargo xtask scenario [NAME|--all]`: run named scenarios with their story.
 
-use crate::shrink::repo_root;
+use crate::args::usage_error;
+use crate::repo_root;
+use crate::signals;
 use clap::Args;
 use sim::run::{run_case, scratch_root};
 use sim::scenario::{files_under, load, Scenario};
@@ -42,17 +44,34 @@ pub fn run(args: ScenarioArgs) -> ExitCode {
     let scenarios: Result<Vec<Scenario>, String> = paths.and_then(|p| p.iter().map(|p| load(p)).collect());
     let scenarios = match scenarios {
         Ok(scenarios) => scenarios,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
+        Err(message) => return usage_error(message),
     };
-    let (root, _) = scratch_root();
-    crate::worker::install_cleanup(root.clone());
-    let mut wrong = 0;
-    for scenario in &scenarios {
-        let report = run_case(&scenario.case(None, !args.quiet), &root);
-        if !args.quiet {
+    let (ran, wrong) = run_all(&scenarios, args.quiet);
+    let interrupted = signals::interrupted();
+    let stopped = interrupted
+        .map_or(String::new(), |s| format!(" (interrupted by {}: {} not run)", s.name(), scenarios.len() - ran));
+    println!("scenarios: {ran} run, {} as expected, {wrong} not{stopped}", ran - wrong);
+    if let Some(signal) = interrupted {
+        signal.exit_code()
+    } else if wrong > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Run `scenarios` until done or a signal; how many ran, and how many did
+/// not come out as expected.
+fn run_all(scenarios: &[Scenario], quiet: bool) -> (usize, usize) {
+    let root = scratch_root().0;
+    let (mut ran, mut wrong) = (0, 0);
+    for scenario in scenarios {
+        if signals::interrupted().is_some() {
+            break;
+        }
+        ran += 1;
+        let report = run_case(&scenario.case(None, !quiet), &root);
+        if !quiet {
             println!("== {} ({})", scenario.name, scenario.description);
             report.trace.lines().iter().for_each(|line| println!("  {line}"));
         }
@@ -64,10 +83,5 @@ pub fn run(args: ScenarioArgs) -> ExitCode {
             }
         }
     }
-    println!("scenarios: {} run, {} as expected, {wrong} not", scenarios.len(), scenarios.len() - wrong);
-    if wrong > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    }
+    (ran, wrong)
 }

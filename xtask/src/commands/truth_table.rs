@@ -1,12 +1,12 @@
 //! `cargo xtask truth-table`: every design in every fault mode, measured, against
 //! the seed issue's predictions. Exit 0 only when every row matches.
 
+use crate::args::{parse_number, usage_error, Designs, RunSpec};
 use crate::pool::{run_pool, PoolConfig, SeedSet};
-use crate::sim::parse_number;
+use crate::signals;
 use clap::Args;
-use sim::fault::FaultMode;
-use sim::options::Flags;
-use sim::run::{scratch_root, Case, SeedConfig};
+use sim::fault::{FaultMode, FaultSet};
+use sim::run::scratch_root;
 use sim::shrink::shrink;
 use std::process::ExitCode;
 use store::Design;
@@ -48,6 +48,8 @@ pub struct Row {
     pub shrunk_events: Option<usize>,
     pub expected: &'static str,
     pub matches: bool,
+    /// A signal stopped the row before its seeds were all run.
+    pub interrupted: bool,
 }
 
 /// How many seeds a row runs.
@@ -60,13 +62,10 @@ fn seeds_for(design: Design, mode: FaultMode, args: &TruthTableArgs) -> u64 {
 
 fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
     let wanted = seeds_for(design, mode, args);
-    let config = PoolConfig {
-        mode: Some(mode.name().to_string()),
-        // The table is about crashes: I/O faults have a table of their own (docs/findings.md).
-        faults: sim::fault::FaultSet::none(),
-        settings: None,
-        ..PoolConfig::new(SeedSet::range(args.start, wanted), vec![design], args.jobs)
-    };
+    // The table is about crashes: I/O faults have a table of their own (docs/findings.md).
+    let spec =
+        RunSpec { design: Designs(vec![design]), mode: Some(mode), faults: FaultSet::none(), ..RunSpec::default() };
+    let config = PoolConfig::new(SeedSet::range(args.start, wanted), spec.clone(), args.jobs);
     let (mut seeds, mut failures, mut first) = (0, 0, None::<(u64, String)>);
     let ran = run_pool(&config, |result| {
         seeds += 1;
@@ -81,10 +80,11 @@ fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
     if let Err(message) = &ran {
         eprintln!("error: {} {} is incomplete: {message}", design, mode);
     }
-    let shrunk_events = first.as_ref().and_then(|(seed, _)| {
-        let flags = Flags::crashes_only(Some(mode), false);
-        let case = Case::from_seed(&SeedConfig { seed: *seed, design, flags, verbose: false });
-        shrink(&case, &scratch_root().0, 2000).ok().map(|s| s.events_after)
+    let interrupted = matches!(ran, Ok(Some(_)));
+    let stop = || signals::interrupted().is_some();
+    let shrunk_events = first.as_ref().filter(|_| !interrupted).and_then(|(seed, _)| {
+        let shrunk = shrink(&spec.case(*seed, design, false), &scratch_root().0, 2000, &stop);
+        shrunk.ok().filter(|_| !stop()).map(|s| s.events_after)
     });
     let fails = expected_to_fail(design);
     Row {
@@ -98,38 +98,25 @@ fn measure(design: Design, mode: FaultMode, args: &TruthTableArgs) -> Row {
         shrunk_events,
         expected: if fails { "fails" } else { "passes" },
         matches: (failures > 0) == fails && seeds == wanted && ran.is_ok(),
+        interrupted: interrupted || stop(),
     }
 }
 
 pub fn run(args: TruthTableArgs) -> ExitCode {
     if args.seeds == 0 || args.safe_seeds == Some(0) || args.jobs == Some(0) {
-        eprintln!("error: --seeds and --jobs must be at least 1");
-        return ExitCode::from(2);
+        return usage_error("--seeds and --jobs must be at least 1");
     }
     println!("| design | mode | seeds | failures | seeds to first failure | first failure | shrunk events | expected | verdict |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let mut rows = Vec::new();
-    for design in Design::ALL {
+    'table: for design in Design::ALL {
         for mode in FaultMode::ALL {
             let row = measure(design, mode, &args);
-            let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                row.design,
-                row.mode,
-                row.seeds,
-                row.failures,
-                show(row.seeds_to_first_failure.map(|n| n.to_string())),
-                show(
-                    row.first_failure_kind
-                        .clone()
-                        .map(|k| format!("{k} (seed {})", row.first_failure_seed.unwrap_or(0)))
-                ),
-                show(row.shrunk_events.map(|n| n.to_string())),
-                row.expected,
-                if row.matches { "as expected" } else { "MISMATCH" },
-            );
+            print_row(&row);
             rows.push(row);
+            if signals::interrupted().is_some() {
+                break 'table;
+            }
         }
     }
     if let Some(path) = &args.json {
@@ -140,10 +127,34 @@ pub fn run(args: TruthTableArgs) -> ExitCode {
         }
     }
     let mismatches = rows.iter().filter(|r| !r.matches).count();
+    if let Some(signal) = signals::interrupted() {
+        println!("truth-table: {} rows, {mismatches} mismatches (interrupted by {})", rows.len(), signal.name());
+        return signal.exit_code();
+    }
     println!("truth-table: {} rows, {mismatches} mismatches", rows.len());
     if mismatches == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     }
+}
+
+fn print_row(row: &Row) {
+    let show = |v: Option<String>| v.unwrap_or_else(|| "-".into());
+    let verdict = match (row.interrupted, row.matches) {
+        (true, _) => "INTERRUPTED",
+        (false, true) => "as expected",
+        (false, false) => "MISMATCH",
+    };
+    println!(
+        "| {} | {} | {} | {} | {} | {} | {} | {} | {verdict} |",
+        row.design,
+        row.mode,
+        row.seeds,
+        row.failures,
+        show(row.seeds_to_first_failure.map(|n| n.to_string())),
+        show(row.first_failure_kind.clone().map(|k| format!("{k} (seed {})", row.first_failure_seed.unwrap_or(0)))),
+        show(row.shrunk_events.map(|n| n.to_string())),
+        row.expected,
+    );
 }

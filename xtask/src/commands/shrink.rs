@@ -1,9 +1,11 @@
 //! `cargo xtask shrink --seed S --design D`: shrink a failing seed to a small
 //! scenario and write it under `scenarios/regressions/`.
 
-use crate::sim::parse_number;
+use crate::args::{parse_number, usage_error, RunSpec};
+use crate::repo_root;
+use crate::signals;
 use clap::Args;
-use sim::run::{scratch_root, Case, SeedConfig};
+use sim::run::scratch_root;
 use sim::shrink::shrink;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,10 +16,10 @@ use store::Design;
 pub struct ShrinkArgs {
     #[arg(long, value_parser = parse_number)]
     pub seed: u64,
-    #[arg(long, default_value = "start-position")]
-    pub design: String,
+    /// The seed's design and fault settings, as `sim` takes them (one design;
+    /// no mutant, no exhaustive or determinism run: a scenario records none).
     #[command(flatten)]
-    pub fault: crate::sim::FaultArgs,
+    pub spec: RunSpec,
     /// At most this many candidate runs.
     #[arg(long, default_value = "2000")]
     pub max_runs: u64,
@@ -26,25 +28,27 @@ pub struct ShrinkArgs {
     pub out: Option<PathBuf>,
 }
 
-/// The repository's root (xtask lives one level below it).
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask has a parent").to_path_buf()
+/// The one design a shrink runs; `Err` for what a scenario cannot record.
+fn validate(spec: &RunSpec) -> Result<Design, String> {
+    spec.validate()?;
+    if spec.mutant.is_some() || spec.exhaustive || spec.check_determinism {
+        return Err("shrink takes no --mutant, --exhaustive or --check-determinism".into());
+    }
+    match spec.design.0[..] {
+        [design] => Ok(design),
+        _ => Err("shrink takes one --design".into()),
+    }
 }
 
 pub fn run(args: ShrinkArgs) -> ExitCode {
-    let parsed = (|| Ok::<_, String>((args.design.parse::<Design>()?, args.fault.flags()?)))();
-    let (design, flags) = match parsed {
-        Ok(parsed) => parsed,
-        Err(message) => {
-            eprintln!("error: {message}");
-            return ExitCode::from(2);
-        }
+    let design = match validate(&args.spec) {
+        Ok(design) => design,
+        Err(message) => return usage_error(message),
     };
     let (root, _) = scratch_root();
-    crate::worker::install_cleanup(root.clone());
-    let config = SeedConfig { seed: args.seed, design, flags, verbose: false };
     let started = Instant::now();
-    let shrunk = match shrink(&Case::from_seed(&config), &root, args.max_runs) {
+    let stop = || signals::interrupted().is_some();
+    let shrunk = match shrink(&args.spec.case(args.seed, design, false), &root, args.max_runs, &stop) {
         Ok(shrunk) => shrunk,
         Err(message) => {
             eprintln!("error: {message}");
@@ -52,6 +56,16 @@ pub fn run(args: ShrinkArgs) -> ExitCode {
         }
     };
     let seconds = started.elapsed().as_secs_f64();
+    if let Some(signal) = signals::interrupted() {
+        println!(
+            "shrink interrupted by {}: {} events -> {} so far, after {} candidate runs in {seconds:.1} s; nothing written",
+            signal.name(),
+            shrunk.events_before,
+            shrunk.events_after,
+            shrunk.runs
+        );
+        return signal.exit_code();
+    }
     let mut scenario = shrunk.scenario;
     scenario.description = format!(
         "Shrunk by `cargo xtask shrink --seed {} --design {design}` from {} events to {}: fails with {}.",

@@ -3,12 +3,12 @@
 //! each failure shrunk into a scenario file in the output folder, with its repro.
 //! `--shard K/N` lets N machines share one soak with no overlap and no coordination.
 
+use crate::args::{parse_number, usage_error, Designs, RunSpec, Shard};
 use crate::pool::{run_pool, PoolConfig};
-use crate::report;
-use crate::sim::{parse_designs, parse_number, parse_shard, print_summary, Shard};
+use crate::report::{self, print_failure, print_summary};
+use crate::signals::{self, Interrupted};
 use clap::Args;
-use sim::options::Flags;
-use sim::run::{scratch_root, Case, SeedConfig};
+use sim::run::scratch_root;
 use sim::shrink::shrink;
 use sim::summary::Summary;
 use std::path::PathBuf;
@@ -23,7 +23,7 @@ pub struct SoakArgs {
     /// First seed (default: a base from today's date, printed).
     #[arg(long, value_parser = parse_number)]
     pub seed_base: Option<u64>,
-    #[arg(long, value_parser = parse_shard)]
+    #[arg(long, value_parser = Shard::parse)]
     pub shard: Option<Shard>,
     /// `safe` (generation, start-position, unified), `all`, or one design.
     #[arg(long, default_value = "safe")]
@@ -61,67 +61,83 @@ fn seed_base_today() -> u64 {
     days * 1_000_000_000
 }
 
-fn designs(text: &str) -> Result<Vec<Design>, String> {
+fn designs(text: &str) -> Result<Designs, String> {
     match text {
-        "safe" => Ok(vec![Design::Generation, Design::StartPosition, Design::Unified]),
-        other => parse_designs(other),
+        "safe" => Ok(Designs(vec![Design::Generation, Design::StartPosition, Design::Unified])),
+        other => Designs::parse(other),
     }
 }
 
 pub fn run(args: SoakArgs) -> ExitCode {
     let designs = match designs(&args.design) {
         Ok(designs) if args.minutes > 0.0 && args.jobs != Some(0) => designs,
-        Ok(_) => return usage("--minutes must be positive and --jobs at least 1".into()),
-        Err(message) => return usage(message),
+        Ok(_) => return usage_error("--minutes must be positive and --jobs at least 1"),
+        Err(message) => return usage_error(message),
     };
     let base = args.seed_base.unwrap_or_else(seed_base_today);
-    let shard = args.shard.unwrap_or(Shard { index: 1, count: 1 });
-    let seeds = Shard::seeds(Some(shard), base, None);
+    let shard = args.shard.unwrap_or(Shard::ALL);
     println!(
         "soak: seed base {base} shard {}/{} designs {} for {} min",
         shard.index, shard.count, args.design, args.minutes
     );
     let started = Instant::now();
+    let spec = RunSpec { design: designs, ..RunSpec::default() };
     let config = PoolConfig {
         deadline: Some(started + Duration::from_secs_f64(args.minutes * 60.0)),
-        ..PoolConfig::new(seeds, designs.clone(), args.jobs)
+        ..PoolConfig::new(shard.seeds(base, None), spec.clone(), args.jobs)
     };
-    let mut summary = Summary::new(designs.iter().map(|d| d.name().to_string()).collect());
+    let mut summary = Summary::new(spec.design.0.iter().map(|d| d.name().to_string()).collect());
     let mut completed = std::collections::BTreeSet::new();
     let ran = run_pool(&config, |result| {
         if let Some(failure) = &result.failure {
-            println!(
-                "FAILED seed {} design {}: {}; repro: {}",
-                failure.seed, failure.design, failure.kind, failure.repro
-            );
+            print_failure(failure);
         }
         completed.insert(result.seed);
         summary.add(result);
         true
     });
-    if let Err(message) = ran {
-        return usage(format!("the soak is incomplete: {message}"));
-    }
+    let interrupted = match ran {
+        Ok(interrupted) => interrupted,
+        Err(message) => return usage_error(format!("the soak is incomplete: {message}")),
+    };
     summary.finish(started.elapsed().as_secs_f64());
-    let scenarios = shrink_failures(&summary, &args.out, args.max_shrink);
+    // Interrupted, the soak shrinks nothing: every failure keeps its repro line.
+    let scenarios = match interrupted {
+        None => shrink_failures(&summary, &spec, &args.out, args.max_shrink),
+        Some(_) => Vec::new(),
+    };
+    summary.interrupted = signals::interrupted().map(Interrupted::name);
     print_summary(&summary);
-    finish(&args, &summary, base, shard, &completed, scenarios)
+    let soak = SoakSummary {
+        summary: &summary,
+        seed_base: base,
+        shard: format!("{}/{}", shard.index, shard.count),
+        seed_runs: runs(&completed, shard.count),
+        stride: shard.count,
+        scenarios,
+    };
+    if let Err(message) = write(&args, &soak) {
+        return usage_error(message);
+    }
+    match (signals::interrupted(), summary.failed) {
+        (Some(signal), _) => signal.exit_code(),
+        (None, 0) => ExitCode::SUCCESS,
+        (None, _) => ExitCode::from(1),
+    }
 }
 
-fn usage(message: String) -> ExitCode {
-    eprintln!("error: {message}");
-    ExitCode::from(2)
-}
-
-/// Shrink every failure into a scenario file under `out`.
-fn shrink_failures(summary: &Summary, out: &std::path::Path, max: usize) -> Vec<String> {
+/// Shrink every failure into a scenario file under `out` (the first `max` by
+/// seed; a signal stops the shrinking).
+fn shrink_failures(summary: &Summary, spec: &RunSpec, out: &std::path::Path, max: usize) -> Vec<String> {
     let mut written = Vec::new();
     let root = scratch_root().0;
+    let stop = || signals::interrupted().is_some();
     for failure in summary.failures.iter().take(max) {
         let Ok(design) = failure.design.parse::<Design>() else { continue };
-        let flags = Flags::default();
-        let case = Case::from_seed(&SeedConfig { seed: failure.seed, design, flags, verbose: false });
-        let Ok(shrunk) = shrink(&case, &root, 2000) else {
+        if stop() {
+            break;
+        }
+        let Ok(shrunk) = shrink(&spec.case(failure.seed, design, false), &root, 2000, &stop) else {
             println!("  seed {} did not fail again when run alone: {}", failure.seed, failure.repro);
             continue;
         };
@@ -152,44 +168,25 @@ fn runs(completed: &std::collections::BTreeSet<u64>, stride: u64) -> Vec<(u64, u
     runs
 }
 
-fn finish(
-    args: &SoakArgs,
-    summary: &Summary,
-    base: u64,
-    shard: Shard,
-    completed: &std::collections::BTreeSet<u64>,
-    scenarios: Vec<String>,
-) -> ExitCode {
-    let soak = SoakSummary {
-        summary,
-        seed_base: base,
-        shard: format!("{}/{}", shard.index, shard.count),
-        seed_runs: runs(completed, shard.count),
-        stride: shard.count,
-        scenarios,
-    };
+/// `summary.json` and `summary.md` in `--out`, and `--json`, `--junit`.
+fn write(args: &SoakArgs, soak: &SoakSummary) -> Result<(), String> {
+    let summary = soak.summary;
     let markdown = format!(
-        "### Soak shard {}\n\n{}\n\nseed base {base}, seeds run: {:?}\n\n{}\n",
+        "### Soak shard {}\n\n{}\n\nseed base {}, seeds run: {:?}\n\n{}\n",
         soak.shard,
         summary.line(),
+        soak.seed_base,
         soak.seed_runs,
         summary.failures.iter().map(|f| format!("- `{}`: {} {}\n", f.repro, f.kind, f.message)).collect::<String>(),
     );
-    let written = std::fs::create_dir_all(&args.out)
-        .map_err(|e| e.to_string())
-        .and_then(|_| report::write_json(&args.out.join("summary.json"), &soak))
-        .and_then(|_| std::fs::write(args.out.join("summary.md"), markdown).map_err(|e| e.to_string()))
-        .and_then(|_| args.json.as_deref().map_or(Ok(()), |p| report::write_json(p, &soak)))
-        .and_then(|_| {
-            args.junit.as_deref().map_or(Ok(()), |p| report::write_junit(p, "soak", report::seed_cases(summary)))
-        });
-    if let Err(message) = written {
-        eprintln!("error: {message}");
-        return ExitCode::from(2);
+    std::fs::create_dir_all(&args.out).map_err(|e| e.to_string())?;
+    report::write_json(&args.out.join("summary.json"), soak)?;
+    std::fs::write(args.out.join("summary.md"), markdown).map_err(|e| e.to_string())?;
+    if let Some(path) = &args.json {
+        report::write_json(path, soak)?;
     }
-    if summary.failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    if let Some(path) = &args.junit {
+        report::write_junit(path, "soak", report::seed_cases(summary))?;
     }
+    Ok(())
 }

@@ -1,0 +1,12 @@
+//! One module per command. Each imports only the shared modules of the crate
+//! (`args`, `unit`, `pool`, `report`, `signals`), never another command.
+
+pub mod bench;
+pub mod lint_workflows;
+pub mod mutants;
+pub mod scenario;
+pub mod shrink;
+pub mod sim;
+pub mod soak;
+pub mod truth_table;
+pub mod worker;

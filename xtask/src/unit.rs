@@ -1,0 +1,99 @@
+//! One unit of a run, in this process: a seed with a design, under a run
+//! specification. The worker runs its stripe of units with it and `sim --seed`
+//! its one seed, so both make the same result and the same repro line. A panic
+//! is the unit's failure; with the determinism check the unit runs twice.
+
+use crate::args::RunSpec;
+use sim::check::FailureKind;
+use sim::run::{run_case, run_exhaustive, Case, SeedReport};
+use sim::summary::{FailureRecord, SeedResult};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use store::Design;
+
+/// What a unit came to.
+pub struct Unit {
+    pub result: SeedResult,
+    /// The trace of its (first) run, line by line when `verbose`.
+    pub lines: Vec<String>,
+}
+
+/// Run `seed` with `design` under `spec` in `root` (a per-process scratch directory).
+pub fn run(spec: &RunSpec, seed: u64, design: Design, root: &Path, verbose: bool) -> Unit {
+    let case = spec.case(seed, design, verbose);
+    let first = match catching(|| run_report(spec, &case, root)) {
+        Ok(report) => report,
+        Err(message) => return Unit { result: panicked(spec, seed, design, &message), lines: Vec::new() },
+    };
+    let lines = first.trace.lines().to_vec();
+    let result = SeedResult::from_report(&first, &spec.repro_line(seed, design));
+    if !spec.check_determinism {
+        return Unit { result, lines };
+    }
+    let second = match catching(|| run_report(spec, &Case { verbose: false, ..case }, root)) {
+        Ok(report) => SeedResult::from_report(&report, &spec.repro_line(seed, design)),
+        Err(message) => panicked(spec, seed, design, &message),
+    };
+    if second == result {
+        return Unit { result, lines };
+    }
+    let message = format!("two runs differ: trace {} vs {}", result.trace_hash, second.trace_hash);
+    let repro = spec.repro_line(seed, design);
+    Unit { result: with_failure(result, FailureKind::Nondeterministic, &message, repro), lines }
+}
+
+/// One run of `case`: every crash point explored when the spec is exhaustive.
+fn run_report(spec: &RunSpec, case: &Case, root: &Path) -> SeedReport {
+    match spec.exhaustive_depth() {
+        Some(depth) => run_exhaustive(case, root, depth),
+        None => run_case(case, root),
+    }
+}
+
+/// `run`, with a panic in it caught: `Err` says what it was.
+pub fn catching(run: impl FnOnce() -> SeedReport) -> Result<SeedReport, String> {
+    // The run's disk guard is dropped by the unwinding: nothing stays installed.
+    catch_unwind(AssertUnwindSafe(run)).map_err(|panic| panic_message(panic.as_ref()))
+}
+
+/// The result of a unit whose run panicked or whose worker died (`why`).
+pub fn panicked(spec: &RunSpec, seed: u64, design: Design, why: &str) -> SeedResult {
+    let result = SeedResult {
+        seed,
+        design: design.name().to_string(),
+        options: String::new(),
+        crashes: Vec::new(),
+        faults: Vec::new(),
+        skips: Default::default(),
+        recoveries_checked: 0,
+        cranks: 0,
+        evictions: 0,
+        trace_hash: String::new(),
+        failure: None,
+    };
+    with_failure(result, FailureKind::Panic, why, spec.repro_line(seed, design))
+}
+
+/// `result` with `kind` as its failure (replacing any other), reproduced by `repro`.
+fn with_failure(mut result: SeedResult, kind: FailureKind, message: &str, repro: String) -> SeedResult {
+    result.failure = Some(FailureRecord {
+        seed: result.seed,
+        design: result.design.clone(),
+        kind: kind.name(),
+        point: None,
+        fault: None,
+        height: 0,
+        message: message.to_string(),
+        repro,
+    });
+    result
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    let text = panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "non-string panic".into());
+    format!("panicked: {text}")
+}
