@@ -168,7 +168,6 @@ fn at_calls_and_renames_across_the_root() {
 /// model must know them (pending, never synced), not take the directory for
 /// an empty file.
 #[test]
-#[ignore = "disk bug: calls.rs models a rename into the root as a created file, also when it moves a directory"]
 fn a_directory_renamed_into_the_root_brings_its_files() {
     let dir = TestDir::new("root");
     let outside = TestDir::new("outside");
@@ -183,7 +182,6 @@ fn a_directory_renamed_into_the_root_brings_its_files() {
 /// The store's directory reached through a symbolic link is the same
 /// directory: its I/O is tracked, not passed through unmodelled.
 #[test]
-#[ignore = "disk weakness: paths are compared lexically with the canonical root, so I/O through a symlinked path is silently untracked"]
 fn the_root_through_a_symlink_is_tracked() {
     let dir = TestDir::new("root");
     let links = TestDir::new("links");
@@ -198,7 +196,6 @@ fn the_root_through_a_symlink_is_tracked() {
 /// Linux's pwrite on an O_APPEND descriptor appends, whatever the offset
 /// (pwrite(2), BUGS). The model must land the bytes where the kernel did.
 #[test]
-#[ignore = "disk bug: calls.rs puts a pwrite through an O_APPEND descriptor at its offset; Linux appends it"]
 fn pwrite_through_o_append_lands_at_the_end() {
     let dir = TestDir::new("root");
     let d = dir.path();
@@ -213,7 +210,6 @@ fn pwrite_through_o_append_lands_at_the_end() {
 /// An fsync-eio on a file written through an O_APPEND descriptor: the
 /// revert of its unsynced sectors must overwrite them, not append.
 #[test]
-#[ignore = "disk bug: calls.rs reverts a failed sync with pwrite on the caller's descriptor; through O_APPEND Linux appends the revert"]
 fn fsync_eio_through_o_append_reverts_in_place() {
     let dir = TestDir::new("root");
     let d = dir.path();

@@ -23,10 +23,12 @@ impl Disk {
     /// `open`/`openat` of `path`: a file created in the store's directory is a
     /// pending directory entry; `O_TRUNC` truncates it.
     pub(super) unsafe fn open(&mut self, dirfd: c_int, path: *const c_char, flags: c_int, mode: c_uint) -> SysResult {
-        let rel = real::resolve_at(dirfd, real::c_bytes(path)).and_then(|p| self.tracked(&p));
-        let Some(rel) = rel else {
+        let rel = real::resolve_at(dirfd, real::c_bytes(path)).and_then(|p| self.relative(&p));
+        let ours = rel.is_some();
+        let Some(rel) = rel.filter(|rel| !super::is_scratch(rel)) else {
             let fd = real::openat(dirfd, path, flags, mode)?;
-            self.set_slot(fd as c_int, FdSlot::Untracked);
+            let slot = if ours { FdSlot::Scratch } else { FdSlot::Untracked };
+            self.set_slot(fd as c_int, slot);
             return Ok(fd);
         };
         let existing = self.fs.lookup(&rel);
@@ -64,8 +66,30 @@ impl Disk {
         Ok(fd as isize)
     }
 
+    /// `fcntl` on a descriptor of the store's directory: a POSIX record lock
+    /// is answered here (see [`super::interpose::fcntl`]); `None`: make the call.
+    pub(super) fn record_lock(&mut self, fd: c_int, cmd: c_int, arg: usize) -> Option<SysResult> {
+        let lock_command = matches!(
+            cmd,
+            libc::F_SETLK | libc::F_SETLKW | libc::F_GETLK | libc::F_OFD_SETLK | libc::F_OFD_SETLKW | libc::F_OFD_GETLK
+        );
+        if !lock_command || !self.is_ours(fd) {
+            return None;
+        }
+        if matches!(cmd, libc::F_GETLK | libc::F_OFD_GETLK) {
+            // SAFETY: for these commands the argument is the caller's `struct flock`.
+            unsafe { (*(arg as *mut libc::flock)).l_type = libc::F_UNLCK as libc::c_short };
+        }
+        Some(Ok(0))
+    }
+
     pub(super) fn close(&mut self, fd: c_int) {
-        self.set_slot(fd, FdSlot::Unknown);
+        if let FdSlot::Tracked(_) = self.slot_now(fd) {
+            self.set_slot(fd, FdSlot::Unknown);
+            self.collect_garbage();
+        } else {
+            self.set_slot(fd, FdSlot::Unknown);
+        }
     }
 
     /// A write of `len` bytes through `fd`; `write` performs it, `data(n)`
@@ -90,9 +114,11 @@ impl Disk {
             return Err(libc::EIO);
         }
         let live_len = self.fs.live(file.ino).map_or(0, |b| b.len());
+        // Through O_APPEND every write lands at the end, pwrite's too (Linux
+        // pwrite(2), BUGS).
         let offset = match at {
+            _ if file.append => live_len,
             At::Offset(offset) => offset.max(0) as usize,
-            At::Position if file.append => live_len,
             At::Position => real::position(fd).unwrap_or(0).max(0) as usize,
         };
         let extends = offset + len > live_len;
@@ -141,6 +167,7 @@ impl Disk {
             }
             let r = raw()?;
             self.fs.sync_dir(file.ino);
+            self.collect_garbage();
             return Ok(r);
         }
         let database = database_of(&file.path);
@@ -148,7 +175,7 @@ impl Disk {
             return Err(libc::EIO);
         }
         if self.injector.io_operation(OpClass::Sync, false, database, &file.path).is_some() {
-            self.lose_unsynced(fd, &file);
+            self.lose_unsynced(&file);
             if !self.injector.retries_failed_sync() {
                 return Err(libc::EIO);
             }
@@ -161,13 +188,22 @@ impl Disk {
     }
 
     /// An fsync-eio fault: the file's unsynced sectors read as their durable
-    /// content again, in the model and in the real file.
-    fn lose_unsynced(&mut self, fd: c_int, file: &OpenFile) {
-        for (offset, bytes) in self.fs.lose_unsynced(file.ino) {
+    /// content again, in the model and in the real file (written through a
+    /// descriptor of its own: the caller's may append).
+    fn lose_unsynced(&mut self, file: &OpenFile) {
+        let writes = self.fs.lose_unsynced(file.ino);
+        let path = std::ffi::CString::new(self.root.join(&*file.path).into_os_string().into_encoded_bytes());
+        let path = path.expect("a path without NUL");
+        // SAFETY: a valid path; our own descriptor, closed below.
+        let fd = unsafe { real::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC, 0) };
+        let fd = fd.unwrap_or_else(|e| panic!("disk: reopening {} to revert it: errno {e}", file.path)) as c_int;
+        for (offset, bytes) in writes {
             // SAFETY: `bytes` is a live buffer of `bytes.len()` bytes.
             let n = unsafe { real::pwrite(fd, bytes.as_ptr().cast::<c_void>(), bytes.len() as size_t, offset as i64) };
             assert_eq!(n, Ok(bytes.len() as isize), "disk: reverting {} at {offset}", file.path);
         }
+        // SAFETY: closing the descriptor opened above.
+        let _ = unsafe { real::close(fd) };
     }
 
     /// `unlink`, `rmdir`, `unlinkat`: the entry goes; its removal is pending.
@@ -227,14 +263,32 @@ impl Disk {
             (Some((from_dir, from_name)), None) => {
                 self.fs.unlink(from_dir, &from_name);
             }
-            (None, Some((to_dir, to_name, path))) => {
-                let bytes = real::read_whole(&self.root.join(&path)).unwrap_or_default();
-                let ino = self.fs.create(to_dir, &to_name);
-                self.fs.write(ino, 0, &bytes);
-            }
+            (None, Some((to_dir, to_name, path))) => self.import(to_dir, &to_name, &self.root.join(path)),
             (None, None) => {}
         }
         Ok(r)
+    }
+}
+
+impl Disk {
+    /// A file or directory moved into the store's directory from outside: the
+    /// model learns it as if it were created here, nothing of it durable
+    /// (what became of it outside is not known).
+    fn import(&mut self, dir: super::fs::Ino, name: &str, real_path: &std::path::Path) {
+        if real_path.is_dir() && !real_path.is_symlink() {
+            let sub = self.fs.mkdir(dir, name);
+            let Ok(entries) = std::fs::read_dir(real_path) else { return };
+            let mut names: Vec<String> =
+                entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            for child in names.iter().filter(|n| !super::is_scratch(n)) {
+                self.import(sub, child, &real_path.join(child));
+            }
+        } else {
+            let bytes = real::read_whole(real_path).unwrap_or_default();
+            let ino = self.fs.create(dir, name);
+            self.fs.write(ino, 0, &bytes);
+        }
     }
 }
 

@@ -15,10 +15,13 @@
 //! ([`DirOp`]). A rename is three entry operations, as in ALICE's default
 //! file system model (`alicedefaultfs.py`, `rename`): unlink of the
 //! destination's old entry, unlink of the source entry, link of the
-//! destination; each persists on its own.
+//! destination (here recorded as: unlink of the source, then unlink of the
+//! old entry and link of the destination).
 //!
 //! [`FsState::surviving`] makes a crash image; the caller decides with a
-//! [`Survival`] which pending operations survive.
+//! [`Survival`] which pending operations survive. Each persists on its own,
+//! so a renamed file may survive under its old name, its new name, both
+//! (the source's unlink lost, the target's link kept) or neither.
 
 use crate::cow::CowBytes;
 use crate::fault::{SectorFate, SECTOR_BYTES};
@@ -388,6 +391,29 @@ impl Fs {
             }
         }
         out
+    }
+
+    /// Forget the inodes nothing can reach any more: no directory entry, live,
+    /// durable or pending, leads to them, and none is in `open`. A crash
+    /// image could never show them; they would only cost every capture.
+    pub fn collect(&mut self, open: &BTreeSet<Ino>) {
+        let mut reachable: BTreeSet<Ino> = BTreeSet::new();
+        let mut todo: Vec<Ino> = open.iter().copied().chain([ROOT]).collect();
+        while let Some(ino) = todo.pop() {
+            if !reachable.insert(ino) {
+                continue;
+            }
+            if let Some(Inode::Dir(dir)) = self.inodes.get(&ino).map(Arc::as_ref) {
+                let pending = dir.pending.iter().map(|op| match op {
+                    DirOp::Link(_, ino) | DirOp::Unlink(_, ino) => *ino,
+                });
+                todo.extend(dir.live.values().chain(dir.durable.values()).copied().chain(pending));
+            }
+        }
+        if reachable.len() < self.inodes.len() {
+            self.inodes.retain(|ino, _| reachable.contains(ino));
+            self.generation += 1;
+        }
     }
 
     /// The state now, for a crash image made later (a reference count per inode).

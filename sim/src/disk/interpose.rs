@@ -58,7 +58,7 @@ pub fn link() {
         renameat as *const () as usize,
     ];
     std::hint::black_box(symbols);
-    std::hint::black_box(renameat2 as *const () as usize);
+    std::hint::black_box([renameat2 as *const () as usize, fcntl as *const () as usize, fcntl64 as *const () as usize]);
 }
 
 /// Run a call on this thread's disk, or `raw` without one. Errno is the
@@ -157,6 +157,30 @@ pub unsafe extern "C" fn creat(path: *const c_char, mode: c_uint) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn creat64(path: *const c_char, mode: c_uint) -> c_int {
     creat(path, mode)
+}
+
+/// POSIX record locks (`F_SETLK`, `F_SETLKW`, `F_GETLK` and their `F_OFD_`
+/// forms) on a file of the store's directory are answered without the
+/// system call: a process never conflicts with its own locks, and a run is
+/// one process, so the kernel would grant every lock and `F_GETLK` would
+/// find none, which is what the answer is. SQLite takes and releases several
+/// per statement. Every other command, and every other descriptor, is the
+/// real call.
+///
+/// # Safety
+/// As the libc function (variadic in C; its one optional argument is read as
+/// a fixed third, which is how the x86-64 and AArch64 Linux conventions pass it).
+#[no_mangle]
+pub unsafe extern "C" fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    let answered = if active() { with(|d| d.record_lock(fd, cmd, arg)).flatten() } else { None };
+    to_int(answered.unwrap_or_else(|| real::fcntl(fd, cmd, arg)))
+}
+
+/// # Safety
+/// As the libc function.
+#[no_mangle]
+pub unsafe extern "C" fn fcntl64(fd: c_int, cmd: c_int, arg: usize) -> c_int {
+    fcntl(fd, cmd, arg)
 }
 
 /// Forgets the descriptor, then closes it (also after a crash).

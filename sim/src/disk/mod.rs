@@ -88,7 +88,7 @@ fn sync_kind(path: &str) -> PointKind {
 }
 
 /// Files the model leaves out (see the module doc).
-fn is_scratch(path: &str) -> bool {
+pub(crate) fn is_scratch(path: &str) -> bool {
     path.ends_with("-shm") || path.ends_with("lock.mdb")
 }
 
@@ -110,6 +110,9 @@ enum FdSlot {
     #[default]
     Unknown,
     Untracked,
+    /// A scratch file of the store's directory (`-shm`, `lock.mdb`): not
+    /// modelled, but the store's own.
+    Scratch,
     Tracked(OpenFile),
 }
 
@@ -117,6 +120,9 @@ enum FdSlot {
 pub struct Disk {
     /// The canonical real path of the tracked directory.
     root: PathBuf,
+    /// The paths that name it: the canonical one, and the one given to
+    /// [`install`] (which may go through a symbolic link).
+    root_names: Vec<Vec<u8>>,
     fs: Fs,
     fds: Vec<FdSlot>,
     injector: Box<dyn Injector>,
@@ -137,9 +143,15 @@ pub struct Installed {
 /// `injector` deciding crashes and faults. Files already in `root` are removed.
 pub fn install(root: &Path, injector: Box<dyn Injector>) -> Installed {
     interpose::link();
+    assert!(!active(), "a disk is already installed on this thread");
+    let given = real::absolute(root.as_os_str().as_encoded_bytes()).expect("the disk root has a path");
     let root = root.canonicalize().unwrap_or_else(|e| panic!("disk root {}: {e}", root.display()));
     real::clear_dir(&root);
-    let disk = Disk { root, fs: Fs::new(), fds: Vec::new(), injector };
+    let mut root_names = vec![root.as_os_str().as_encoded_bytes().to_vec()];
+    if given != root_names[0] {
+        root_names.push(given);
+    }
+    let disk = Disk { root, root_names, fs: Fs::new(), fds: Vec::new(), injector };
     DISK.with(|d| *d.borrow_mut() = Some(disk));
     ACTIVE.with(|a| a.set(true));
     Installed { _not_send: std::marker::PhantomData }
@@ -210,8 +222,7 @@ impl Disk {
     /// `path` relative to the root if it is inside it ("" for the root).
     fn relative(&self, path: &[u8]) -> Option<String> {
         let path = real::absolute(path)?;
-        let root = self.root.as_os_str().as_encoded_bytes();
-        let rest = path.strip_prefix(root)?;
+        let rest = self.root_names.iter().find_map(|root| path.strip_prefix(root.as_slice()))?;
         let rest = match rest {
             [] => "",
             [b'/', rest @ ..] => std::str::from_utf8(rest).ok()?,
@@ -236,12 +247,30 @@ impl Disk {
 
     fn slot(&mut self, fd: i32) -> FdSlot {
         let Ok(index) = usize::try_from(fd) else { return FdSlot::Untracked };
-        if let Some(FdSlot::Tracked(_) | FdSlot::Untracked) = self.fds.get(index) {
+        if let Some(FdSlot::Tracked(_) | FdSlot::Untracked | FdSlot::Scratch) = self.fds.get(index) {
             return self.fds[index].clone();
         }
         let slot = self.classify(fd);
         self.set_slot(fd, slot.clone());
         slot
+    }
+
+    /// What the table says of `fd` now, without classifying it.
+    fn slot_now(&self, fd: i32) -> FdSlot {
+        usize::try_from(fd).ok().and_then(|i| self.fds.get(i).cloned()).unwrap_or_default()
+    }
+
+    /// Drop the inodes of the model nothing reaches any more (see [`Fs::collect`]).
+    fn collect_garbage(&mut self) {
+        let open = self
+            .fds
+            .iter()
+            .filter_map(|slot| match slot {
+                FdSlot::Tracked(file) => Some(file.ino),
+                _ => None,
+            })
+            .collect();
+        self.fs.collect(&open);
     }
 
     fn set_slot(&mut self, fd: i32, slot: FdSlot) {
@@ -259,7 +288,10 @@ impl Disk {
     /// was installed, or by a call this layer does not see): resolved by path.
     fn classify(&self, fd: i32) -> FdSlot {
         let Some(path) = real::fd_path(fd) else { return FdSlot::Untracked };
-        let Some(rel) = self.tracked(path.as_os_str().as_encoded_bytes()) else { return FdSlot::Untracked };
+        let Some(rel) = self.relative(path.as_os_str().as_encoded_bytes()) else { return FdSlot::Untracked };
+        if is_scratch(&rel) {
+            return FdSlot::Scratch;
+        }
         match self.fs.lookup(&rel) {
             Some(ino) => FdSlot::Tracked(OpenFile {
                 ino,
@@ -277,6 +309,11 @@ impl Disk {
             FdSlot::Tracked(file) => Some(file),
             _ => None,
         }
+    }
+
+    /// Whether `fd` is open on a file of the store's directory (modelled or scratch).
+    fn is_ours(&mut self, fd: i32) -> bool {
+        matches!(self.slot(fd), FdSlot::Tracked(_) | FdSlot::Scratch)
     }
 
     fn stopped(&self) -> bool {

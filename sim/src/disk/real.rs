@@ -36,6 +36,10 @@ pub(super) unsafe fn openat(dirfd: c_int, path: *const c_char, flags: c_int, mod
     check(libc::syscall(libc::SYS_openat, dirfd, path, flags, mode))
 }
 
+pub(super) unsafe fn fcntl(fd: c_int, cmd: c_int, arg: usize) -> SysResult {
+    check(libc::syscall(libc::SYS_fcntl, fd, cmd, arg))
+}
+
 pub(super) unsafe fn close(fd: c_int) -> SysResult {
     check(libc::syscall(libc::SYS_close, fd))
 }
