@@ -7,6 +7,8 @@ pub mod fault;
 pub mod node;
 pub mod options;
 pub mod oracle;
+pub mod probe;
+pub mod promise;
 pub mod run;
 pub mod scenario;
 pub mod shrink;

@@ -50,6 +50,13 @@ pub(crate) enum Command {
     LintWorkflows,
     /// Measure the simulator against a naive on-disk harness and the bare workload.
     Bench(bench::BenchArgs),
+    /// Every durability setting of SQLite and LMDB: what each database does
+    /// with it, what the two-database store does, what their documentation
+    /// promises; exit 0 only when every observable setting agrees.
+    DurabilityMatrix(durability_matrix::MatrixArgs),
+    /// Internal: probe one database setting in one crash mode, one JSON line a seed.
+    #[command(hide = true)]
+    ProbeWorker(probe_worker::ProbeWorkerArgs),
     /// Internal: run a stripe of seeds and print one JSON line each.
     #[command(hide = true)]
     SimWorker(worker::WorkerArgs),
@@ -68,13 +75,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Every command that runs seeds stops cleanly on a signal; the linter has
     // nothing to clean up, and a worker leaves stopping to its parent.
-    if !matches!(cli.command, Command::LintWorkflows | Command::SimWorker(_)) {
+    if !matches!(cli.command, Command::LintWorkflows | Command::SimWorker(_) | Command::ProbeWorker(_)) {
         signals::install();
     }
     match cli.command {
         Command::Sim(args) => sim::run(args),
         Command::SimWorker(args) => worker::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::DurabilityMatrix(args) => durability_matrix::run(args),
+        Command::ProbeWorker(args) => probe_worker::run(args),
         Command::Shrink(args) => shrink::run(args),
         Command::Scenario(args) => scenario::run(args),
         Command::TruthTable(args) => truth_table::run(args),

@@ -28,6 +28,10 @@ fn bad_usage_exits_2_with_a_message() {
         &["sim", "--seed", "1", "--seeds", "5"],
         &["sim", "--faults", "meteor"],
         &["sim", "--faults", "fsync-eio,"],
+        &["sim", "--sqlite-journal", "nope"],
+        &["sim", "--sqlite-sync", "fast"],
+        &["sim", "--lmdb-flags", "writemap"],
+        &["sim", "--seeds", "2", "--lmdb-flags", "writemap-mapasync"],
     ];
     for args in cases {
         let output = xtask(args);
@@ -237,5 +241,24 @@ fn a_failing_seed_has_the_same_trace_hash_in_any_process() {
         let failed = line_starting(&first, "FAILED seed");
         assert!(failed.contains(names) && !failed.contains("swingsim-"), "{args:?}: {failed}");
         assert_eq!(line_starting(&first, "trace hash"), line_starting(&again, "trace hash"), "{args:?}");
+    }
+}
+
+/// `durability-matrix` on two settings: the rollback journal at FULL loses
+/// commits, as SQLite documents, and the store fails with it; WRITEMAP is
+/// refused with why; bad settings are usage errors.
+#[test]
+fn the_durability_matrix_holds_settings_against_their_documentation() {
+    let args = ["durability-matrix", "--seeds", "12", "--store-seeds", "6", "--jobs", "2"];
+    let settings = ["--setting", "sqlite:delete:full", "--setting", "lmdb:writemap"];
+    let output = xtask(&[&args[..], &settings[..]].concat());
+    let text = stdout(&output);
+    assert_eq!(output.status.code(), Some(0), "{text}");
+    let delete_full = line_starting(&text, "SQLite journal_mode=delete synchronous=full");
+    assert!(delete_full.contains("| loses commits | loses commits | agree | fails:"), "{delete_full}");
+    assert!(line_starting(&text, "LMDB writemap").contains("refused: LMDB writes its pages"), "{text}");
+    assert!(text.contains("durability-matrix: 2 settings, 0 disagree, 1 refused"), "{text}");
+    for bad in ["sqlite:delete:fast", "postgres", "lmdb:"] {
+        assert_eq!(xtask(&["durability-matrix", "--setting", bad]).status.code(), Some(2), "{bad}");
     }
 }

@@ -34,7 +34,7 @@ impl Disk {
         let existing = self.fs.lookup(&rel);
         let creates = existing.is_none() && flags & libc::O_CREAT != 0;
         let truncates = existing.is_some() && flags & libc::O_TRUNC != 0 && flags & libc::O_ACCMODE != libc::O_RDONLY;
-        if (creates || truncates) && self.stopped() {
+        if (creates || truncates) && !self.may_change(if creates { "create" } else { "truncate" }, &rel) {
             return Err(libc::EIO);
         }
         let fd = real::openat(dirfd, path, flags, mode)? as c_int;
@@ -110,7 +110,7 @@ impl Disk {
             if self.injector.durability_point(kind, database_of(&file.path), &file.path, &self.fs).is_err() {
                 return Err(libc::EIO);
             }
-        } else if self.stopped() {
+        } else if !self.may_change("write", &file.path) {
             return Err(libc::EIO);
         }
         let live_len = self.fs.live(file.ino).map_or(0, |b| b.len());
@@ -140,7 +140,7 @@ impl Disk {
 
     pub(super) fn ftruncate(&mut self, fd: c_int, len: i64) -> SysResult {
         let Some(file) = self.open_file(fd) else { return unsafe { real::ftruncate(fd, len) } };
-        if self.stopped() {
+        if !self.may_change("truncate", &file.path) {
             return Err(libc::EIO);
         }
         // SAFETY: a plain system call on the caller's descriptor.
@@ -210,7 +210,7 @@ impl Disk {
     pub(super) unsafe fn unlink(&mut self, dirfd: c_int, path: *const c_char, flags: c_int) -> SysResult {
         let rel = real::resolve_at(dirfd, real::c_bytes(path)).and_then(|p| self.tracked(&p));
         let Some(rel) = rel else { return real::unlinkat(dirfd, path, flags) };
-        if self.stopped() {
+        if !self.may_change("unlink", &rel) {
             return Err(libc::EIO);
         }
         let r = real::unlinkat(dirfd, path, flags)?;
@@ -224,7 +224,7 @@ impl Disk {
     pub(super) unsafe fn mkdir(&mut self, dirfd: c_int, path: *const c_char, mode: c_uint) -> SysResult {
         let rel = real::resolve_at(dirfd, real::c_bytes(path)).and_then(|p| self.tracked(&p));
         let Some(rel) = rel else { return real::mkdirat(dirfd, path, mode) };
-        if self.stopped() {
+        if !self.may_change("mkdir", &rel) {
             return Err(libc::EIO);
         }
         let r = real::mkdirat(dirfd, path, mode)?;
@@ -250,7 +250,8 @@ impl Disk {
         if from.is_none() && to.is_none() {
             return real::renameat2(olddirfd, old, newdirfd, new, flags);
         }
-        if self.stopped() || flags & libc::RENAME_EXCHANGE != 0 {
+        let named = to.as_deref().or(from.as_deref()).unwrap_or_default().to_string();
+        if flags & libc::RENAME_EXCHANGE != 0 || !self.may_change("rename", &named) {
             return Err(libc::EIO);
         }
         let r = real::renameat2(olddirfd, old, newdirfd, new, flags)?;

@@ -542,3 +542,24 @@ impl<R: rand_core::Rng> Survival for Torn<'_, R> {
         self.0.fill_bytes(buf);
     }
 }
+
+/// A torn power loss on a device whose sector writes are atomic: as
+/// [`Torn`], but each unsynced sector survives or vanishes whole, never
+/// garbled (what LMDB assumes of its meta page).
+pub struct TornWhole<'a, R: rand_core::Rng>(pub &'a mut R);
+
+impl<R: rand_core::Rng> Survival for TornWhole<'_, R> {
+    fn dir_op(&mut self, _op: &DirOp) -> bool {
+        self.0.next_u32() & 1 == 0
+    }
+    fn shrink(&mut self) -> bool {
+        self.0.next_u32() & 1 == 0
+    }
+    fn sector(&mut self) -> SectorFate {
+        match self.0.next_u32() & 1 {
+            0 => SectorFate::Survives,
+            _ => SectorFate::Vanishes,
+        }
+    }
+    fn garbage(&mut self, _buf: &mut [u8]) {}
+}

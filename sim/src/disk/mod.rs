@@ -53,6 +53,14 @@ pub trait Injector: Any {
     /// An I/O operation of `class` (a write also says whether it `extends`
     /// the file): the fault to inject now, if any.
     fn io_operation(&mut self, class: OpClass, extends: bool, database: &'static str, file: &str) -> Option<FaultKind>;
+    /// A call that changes the disk (`what`, e.g. "write", on `path`) is about
+    /// to be made. `Err`: the process dies just before it; the call fails and
+    /// changes nothing. The run's world crashes only at durability points and
+    /// lets every call through; a probe of a database alone may stop it
+    /// between two writes (a process killed in the middle of a commit).
+    fn before_change(&mut self, _what: &'static str, _path: &str, _fs: &Fs) -> Result<(), Crashed> {
+        Ok(())
+    }
     /// The process is dead (crashed, or stopped after a fault): every
     /// operation that would change the disk fails.
     fn is_stopped(&self) -> bool;
@@ -318,6 +326,11 @@ impl Disk {
 
     fn stopped(&self) -> bool {
         self.injector.is_stopped()
+    }
+
+    /// The process may make the change `what` on `path` (see [`Injector::before_change`]).
+    fn may_change(&mut self, what: &'static str, path: &str) -> bool {
+        !self.stopped() && self.injector.before_change(what, path, &self.fs).is_ok()
     }
 
     /// Debug builds: the model's live bytes are the real file's, or the

@@ -2,8 +2,10 @@
 //! (`args`, `unit`, `pool`, `report`, `signals`), never another command.
 
 pub mod bench;
+pub mod durability_matrix;
 pub mod lint_workflows;
 pub mod mutants;
+pub mod probe_worker;
 pub mod scenario;
 pub mod shrink;
 pub mod sim;
