@@ -193,7 +193,7 @@ fn workload_run(db: ProbeDb, dir: &Path, injector: ProbeInjector) -> WorkloadRun
 
 /// The payload of row `i`: every third spans several pages.
 fn payload(i: u64) -> String {
-    let len = if i % 3 == 0 { 9000 } else { 1500 };
+    let len = if i.is_multiple_of(3) { 9000 } else { 1500 };
     let unit = format!("{i}:");
     unit.repeat(len / unit.len() + 1)[..len].to_string()
 }
@@ -251,7 +251,7 @@ fn sqlite_workload(dir: &Path, journal: JournalMode, sync: Synchronous) -> u64 {
         if app_point("after commit").is_err() {
             return acknowledged;
         }
-        if journal == JournalMode::Wal && i % CHECKPOINT_EVERY == 0 {
+        if journal == JournalMode::Wal && i.is_multiple_of(CHECKPOINT_EVERY) {
             let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
     }
