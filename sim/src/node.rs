@@ -27,6 +27,8 @@ pub struct KernelSetup {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     pub height: Option<u64>,
+    /// The block SQLite's last commit recorded (the kernel's `height` is kvStore's).
+    pub sqlite_height: Option<u64>,
     pub kv: BTreeMap<String, String>,
     pub activity_hash: String,
     /// Per vat, each item of the current span: (position, digest of the item).
@@ -119,6 +121,7 @@ fn clone_error(error: &mut store::Error) -> store::Error {
 pub fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
     let mut snap = Snapshot {
         height: kernel.last_committed_height()?,
+        sqlite_height: kernel.store().sqlite_height()?,
         kv: kernel.store().kv_scan("")?,
         activity_hash: kernel.activity_hash()?,
         evictions: kernel.worker_stats().evictions,

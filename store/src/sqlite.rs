@@ -157,6 +157,25 @@ fn check_or_create_schema(conn: &Connection, path: &Path, design: Design) -> Res
     Ok(())
 }
 
+/// Record `height` as the block this transaction commits.
+pub(crate) fn set_height(conn: &Connection, height: u64) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO storeMeta (key, value) VALUES ('height', ?1) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    )?;
+    stmt.execute(params![height.to_string()])?;
+    Ok(())
+}
+
+/// The block height the last commit recorded.
+pub(crate) fn height(conn: &Connection) -> Result<Option<u64>> {
+    let value: Option<String> =
+        conn.query_row("SELECT value FROM storeMeta WHERE key = 'height'", [], |row| row.get(0)).optional()?;
+    match value {
+        None => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(|_| Error::Invariant(format!("storeMeta height `{text}`"))),
+    }
+}
+
 pub(crate) fn write_item(conn: &Connection, stream: &str, position: u64, item: &str) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "INSERT INTO streamItem (streamName, position, item) VALUES (?1, ?2, ?3)

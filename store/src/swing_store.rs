@@ -58,6 +58,8 @@ pub struct SwingStore {
     poisoned: Option<String>,
     /// Block commits since the WAL was last checkpointed (WAL mode only).
     commits_since_checkpoint: u32,
+    /// The block height the next commit records in SQLite (see [`SwingStore::record_height`]).
+    pending_height: Option<u64>,
 }
 
 /// In WAL mode the store checkpoints every this many block commits (and at
@@ -95,6 +97,7 @@ impl SwingStore {
             crank_streams: Vec::new(),
             poisoned: None,
             commits_since_checkpoint: 0,
+            pending_height: None,
         })
     }
 
@@ -387,8 +390,24 @@ impl SwingStore {
             if s.design == Design::Unified {
                 sqlite::kv_apply(&s.conn, &s.block_kv)?;
             }
+            if let Some(height) = s.pending_height.take() {
+                sqlite::set_height(&s.conn, height)?;
+            }
             s.commit_sqlite()
         })
+    }
+
+    /// The next commit is block `height`'s: SQLite records it too, in the
+    /// same transaction, so that each database says which block it holds
+    /// (kvStore's own record is the kernel's business).
+    pub fn record_height(&mut self, height: u64) {
+        self.pending_height = Some(height);
+    }
+
+    /// The block height SQLite's last commit recorded (`None`: none yet).
+    pub fn sqlite_height(&self) -> Result<Option<u64>> {
+        self.check_usable()?;
+        sqlite::height(&self.conn)
     }
 
     /// The LMDB commit of the block buffer (nothing in the `unified` design).

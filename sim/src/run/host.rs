@@ -375,8 +375,13 @@ impl Host {
         }
         self.acked = height;
         let replayed = found.replayed;
-        self.trace
-            .line(format!("recovered at height {height}: state equals the reference; replayed {replayed} deliveries"));
+        let sqlite = match found.sqlite_height {
+            Some(sqlite) if Some(sqlite) != found.height => format!(" (SQLite holds block {sqlite})"),
+            _ => String::new(),
+        };
+        self.trace.line(format!(
+            "recovered at height {height}{sqlite}: state equals the reference; replayed {replayed} deliveries"
+        ));
         Ok(height)
     }
 

@@ -224,6 +224,7 @@ impl Kernel {
         }
         report.run_queue_left = run_queue::len(&self.store)?;
         self.store.kv_set(keys::HOST_HEIGHT, &height.to_string())?;
+        self.store.record_height(height);
         self.store.commit()?;
         Ok(report)
     }
