@@ -54,10 +54,19 @@ pub enum FailureKind {
     /// Liveness phase: the host could not finish its blocks (a block kept
     /// failing after a restart, or no progress within the bound).
     Stuck,
+    /// A heap snapshot kvStore refers to is missing or does not match its hash.
+    SnapshotBroken,
+    /// A snapshot file no vat refers to survived the kernel's open.
+    SnapshotOrphan,
+    /// The host's height and the kernel's are neither equal nor one apart
+    /// (the host stops: "Unimplemented reset state"), or a restart left them apart.
+    HeightMismatch,
+    /// The host's database differs from the reference at its height.
+    HostStateMismatch,
 }
 
 impl FailureKind {
-    pub const ALL: [FailureKind; 15] = [
+    pub const ALL: [FailureKind; 19] = [
         FailureKind::ReferenceFailed,
         FailureKind::ReplayDiverged,
         FailureKind::TranscriptMissing,
@@ -73,6 +82,10 @@ impl FailureKind {
         FailureKind::Nondeterministic,
         FailureKind::InvalidPlan,
         FailureKind::Stuck,
+        FailureKind::SnapshotBroken,
+        FailureKind::SnapshotOrphan,
+        FailureKind::HeightMismatch,
+        FailureKind::HostStateMismatch,
     ];
 
     pub fn parse(text: &str) -> Option<FailureKind> {
@@ -86,7 +99,14 @@ impl FailureKind {
     /// Whether this is the kind of a kernel error (see [`FailureKind::of_error`]),
     /// as opposed to a check that found a wrong state.
     pub fn is_kernel_error(self) -> bool {
-        matches!(self, FailureKind::ReplayDiverged | FailureKind::TranscriptMissing | FailureKind::KernelError)
+        matches!(
+            self,
+            FailureKind::ReplayDiverged
+                | FailureKind::TranscriptMissing
+                | FailureKind::KernelError
+                | FailureKind::SnapshotBroken
+                | FailureKind::HeightMismatch
+        )
     }
 
     /// The failure kind of a kernel error after a restart.
@@ -94,6 +114,8 @@ impl FailureKind {
         match error {
             store::Error::ReplayDiverged { .. } => FailureKind::ReplayDiverged,
             store::Error::TranscriptMissing { .. } => FailureKind::TranscriptMissing,
+            store::Error::SnapshotUnusable { .. } => FailureKind::SnapshotBroken,
+            store::Error::HeightMismatch { .. } => FailureKind::HeightMismatch,
             _ => FailureKind::KernelError,
         }
     }
@@ -175,6 +197,10 @@ pub(crate) fn recovery(reference: &Reference, acked: u64, found: &Snapshot) -> R
         let message = format!("host saw block {acked} committed, kernel recovered at height {height}");
         return Err(Failure::new(FailureKind::LostCommit, height, message));
     }
+    if found.host_height != height {
+        let message = format!("after the restart the host is at height {}, the kernel at {height}", found.host_height);
+        return Err(Failure::new(FailureKind::HeightMismatch, height, message));
+    }
     same_state(&reference.snapshots[height as usize], &reference.heaps[height as usize], found, height)?;
     Ok(height)
 }
@@ -209,7 +235,49 @@ fn same_state(
     if let Some(diff) = diff_heaps(heaps, found) {
         return Err(Failure::new(FailureKind::HeapMismatch, height, diff));
     }
-    Ok(())
+    if let Some(diff) = diff_snapshot_heaps(found) {
+        return Err(Failure::new(FailureKind::HeapMismatch, height, diff));
+    }
+    snapshots_sound(found, height)?;
+    match diff_kv(&expected.host, &found.host) {
+        Some(diff) => Err(Failure::new(FailureKind::HostStateMismatch, height, format!("host database: {diff}"))),
+        None => Ok(()),
+    }
+}
+
+/// Every snapshot kvStore refers to loads, and no other file is left.
+pub(crate) fn snapshots_sound(found: &Snapshot, height: u64) -> Result<(), Failure> {
+    let Some(problem) = found.snapshot_problems.first() else {
+        return Ok(());
+    };
+    let kind = match problem.starts_with("orphan") {
+        true => FailureKind::SnapshotOrphan,
+        false => FailureKind::SnapshotBroken,
+    };
+    Err(Failure::new(kind, height, problem.clone()))
+}
+
+/// The host's database after the reference run's block `height` holds
+/// exactly the chain sends of every block so far (which the oracle checked).
+pub(crate) fn host_follows(reports: &[BlockReport], found: &Snapshot, height: u64) -> Result<(), Failure> {
+    let mut expected = BTreeMap::new();
+    for report in reports {
+        expected.extend(store::chain::host_entries(report.height, &report.chain_sends));
+    }
+    match diff_kv(&expected, &found.host) {
+        Some(diff) => Err(Failure::new(FailureKind::OracleMismatch, height, format!("host database: {diff}"))),
+        None => Ok(()),
+    }
+}
+
+/// A heap rebuilt from a snapshot against the same vat rebuilt from the start
+/// of its span: a snapshot must hold exactly the heap a replay reaches.
+fn diff_snapshot_heaps(found: &Snapshot) -> Option<String> {
+    let (vat, heaps) = found.snapshot_heaps.iter().find(|(_, h)| h.from_snapshot != h.from_span_start)?;
+    Some(format!(
+        "vat {vat}: heap from its snapshot at position {} is {}, replay from the span's start gives {}",
+        heaps.position, heaps.from_snapshot, heaps.from_span_start
+    ))
 }
 
 /// A plan that names a point or an operation the run never reached is not a

@@ -171,15 +171,24 @@ pub enum PointKind {
     LmdbSync,
     /// An fsync of a directory of the store.
     DirSync,
-    /// An fsync of a file of the store's own (neither SQLite's nor LMDB's).
+    /// An fsync of a file of the store's own (neither SQLite's nor LMDB's):
+    /// a heap snapshot's.
     FileSync,
     PointA,
     PointB,
     Crank,
+    /// An fsync of the host's own database.
+    ChainSync,
+    /// The host's database committed the block (after point B).
+    PointC,
+    /// A heap snapshot is synced and about to be renamed into place.
+    SnapshotRename,
+    /// A heap snapshot is about to be deleted.
+    SnapshotDelete,
 }
 
 impl PointKind {
-    pub const ALL: [PointKind; 7] = [
+    pub const ALL: [PointKind; 11] = [
         PointKind::SqliteSync,
         PointKind::LmdbSync,
         PointKind::DirSync,
@@ -187,6 +196,10 @@ impl PointKind {
         PointKind::PointA,
         PointKind::PointB,
         PointKind::Crank,
+        PointKind::ChainSync,
+        PointKind::PointC,
+        PointKind::SnapshotRename,
+        PointKind::SnapshotDelete,
     ];
 
     pub fn name(self) -> &'static str {
@@ -198,6 +211,10 @@ impl PointKind {
             PointKind::PointA => "point-a",
             PointKind::PointB => "point-b",
             PointKind::Crank => "crank",
+            PointKind::ChainSync => "chain-sync",
+            PointKind::PointC => "point-c",
+            PointKind::SnapshotRename => "snapshot-rename",
+            PointKind::SnapshotDelete => "snapshot-delete",
         }
     }
 }
@@ -263,12 +280,16 @@ pub enum FaultKind {
     Enospc,
     WriteEio,
     Torn,
+    /// The host stops the kernel gracefully at the start of a crank: the
+    /// store is closed, not killed (an operator's restart).
+    Stop,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 4] = [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio, FaultKind::Torn];
+    pub const ALL: [FaultKind; 5] =
+        [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio, FaultKind::Torn, FaultKind::Stop];
     /// The kinds injected into a live run (torn happens at a crash instead).
-    pub const IO: [FaultKind; 3] = [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio];
+    pub const IO: [FaultKind; 4] = [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio, FaultKind::Stop];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -276,6 +297,7 @@ impl FaultKind {
             FaultKind::Enospc => "enospc",
             FaultKind::WriteEio => "write-eio",
             FaultKind::Torn => "torn",
+            FaultKind::Stop => "stop",
         }
     }
 
@@ -290,6 +312,7 @@ impl FaultKind {
             FaultKind::Enospc => Some(OpClass::Extend),
             FaultKind::WriteEio => Some(OpClass::Write),
             FaultKind::Torn => None,
+            FaultKind::Stop => Some(OpClass::Crank),
         }
     }
 }
@@ -362,6 +385,8 @@ pub enum OpClass {
     Write,
     /// A write that ends past the file's current end (also counted as a write).
     Extend,
+    /// The start of a crank (where a graceful stop may come).
+    Crank,
 }
 
 /// An I/O fault as a person names it: the `nth` (from 1) operation of the
@@ -381,6 +406,7 @@ impl fmt::Display for FaultAt {
             Some(OpClass::Sync) => "sync",
             Some(OpClass::Write) => "write",
             Some(OpClass::Extend) => "extending write",
+            Some(OpClass::Crank) => "crank",
             None => "crash",
         };
         write!(f, "{} at {class} #{} of block {}", self.fault, self.nth, self.block)

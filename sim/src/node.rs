@@ -1,6 +1,8 @@
-//! The kernel as a madsim node: it owns the store and the vat workers and serves
-//! the host's requests. Killing the node drops the kernel, which really closes
-//! both databases; restarting it reopens them from the crash images.
+//! The node as a madsim node: the host chain ([`store::Chain`]) with its
+//! kernel, which owns the swing-store and the vat workers; it serves the
+//! simulated host's requests. Killing the node drops it, which really closes
+//! every database; restarting it reopens them from the crash images. A
+//! graceful stop closes them before the node dies.
 
 use crate::fault::PointKind;
 use crate::world::{self, Position};
@@ -10,12 +12,13 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use store::kernel::{BlockReport, HostInput, Kernel, KernelConfig, VatStatus};
-use store::{Design, Observer, Point, Stop, StoreConfig};
+use store::kernel::{BlockReport, HostInput, Kernel, KernelConfig, SnapshotHeaps, VatStatus};
+use store::{Chain, ChainConfig, Design, Observer, Point, Reconciled, Stop, StoreConfig};
 
-/// How the kernel node opens its store.
+/// How the node opens its kernel's store and its host's database.
 #[derive(Clone, Debug)]
 pub struct KernelSetup {
+    /// The node's home: `swingstore/` and `chain/` inside.
     pub dir: PathBuf,
     pub design: Design,
     pub settings: crate::options::Settings,
@@ -23,10 +26,25 @@ pub struct KernelSetup {
     pub mutant: Option<store::Mutant>,
 }
 
-/// The kernel's state as a check sees it.
+/// The node's state as a check sees it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The kernel's committed height (kvStore's `host.height`).
     pub height: Option<u64>,
+    /// The host's own committed height.
+    pub host_height: u64,
+    /// Everything in the host's database.
+    pub host: BTreeMap<String, String>,
+    /// What the node's last open found (the hangover, if any).
+    pub reconciled: Option<Reconciled>,
+    /// Snapshot files the kernel's open removed (crash leftovers).
+    pub orphans_removed: Vec<String>,
+    /// Snapshots kvStore refers to that are missing or corrupt, and files
+    /// no vat refers to, as a person reads them.
+    pub snapshot_problems: Vec<String>,
+    /// Per vat with a snapshot, its heap rebuilt from the snapshot and from
+    /// the span's start (full snapshots only).
+    pub snapshot_heaps: BTreeMap<String, SnapshotHeaps>,
     /// The block SQLite's last commit recorded (the kernel's `height` is kvStore's).
     pub sqlite_height: Option<u64>,
     pub kv: BTreeMap<String, String>,
@@ -69,8 +87,20 @@ impl Observer for SimObserver {
             }
             Point::PointA => (PointKind::PointA, "commit"),
             Point::PointB => (PointKind::PointB, "commit"),
+            Point::PointC => (PointKind::PointC, "commit"),
+            Point::SnapshotRename => (PointKind::SnapshotRename, "snapshot"),
+            Point::SnapshotDelete => (PointKind::SnapshotDelete, "snapshot"),
         };
         world::durability_point(kind, "swing-store", file).map_err(|_| Stop)
+    }
+}
+
+fn chain_config(setup: &KernelSetup) -> ChainConfig {
+    ChainConfig {
+        engine: setup.settings.host_db,
+        sqlite_vfs: Some(crate::disk::sqlite::VFS_NAME.to_string()),
+        observer: Box::new(SimObserver),
+        mutant: setup.mutant,
     }
 }
 
@@ -84,23 +114,35 @@ fn store_config(setup: &KernelSetup) -> StoreConfig {
     config
 }
 
-/// The node's main task: open the kernel, serve requests until killed.
+/// The node's main task: open the node, serve requests until killed.
 pub async fn serve(setup: KernelSetup, inbox: Inbox) {
     let Some(mut requests) = inbox.lock().expect("inbox lock").take() else {
         return;
     };
-    let mut kernel = Kernel::open(&setup.dir, store_config(&setup), setup.kernel);
+    let mut node = Chain::open(&setup.dir, store_config(&setup), setup.kernel, chain_config(&setup));
     while let Some(request) = requests.next().await {
         match request {
             Request::RunBlock { height, inputs, reply } => {
-                let result = kernel.as_mut().map_err(clone_error).and_then(|k| k.run_block(height, &inputs));
+                let result = node.as_mut().map_err(clone_error).and_then(|n| n.run_block(height, &inputs));
+                if result.is_err() && world::stop_requested() {
+                    close_gracefully(&mut node);
+                }
                 let _ = reply.send(result);
             }
             Request::Snapshot { full, reply } => {
-                let result = kernel.as_mut().map_err(clone_error).and_then(|k| snapshot(k, full));
+                let result = node.as_mut().map_err(clone_error).and_then(|n| snapshot(n, full));
                 let _ = reply.send(result);
             }
         }
+    }
+}
+
+/// A graceful stop: the host closes the kernel's store and its own
+/// database, as an operator's restart does, before the process ends.
+fn close_gracefully(node: &mut store::Result<Chain>) {
+    let closed = Err(store::Error::Invariant("the node was stopped".into()));
+    if let Ok(chain) = std::mem::replace(node, closed) {
+        chain.close();
     }
 }
 
@@ -113,21 +155,33 @@ fn clone_error(error: &mut store::Error) -> store::Error {
             expected: expected.clone(),
             found: found.clone(),
         },
+        store::Error::SnapshotUnusable { vat, file, reason } => {
+            store::Error::SnapshotUnusable { vat: vat.clone(), file: file.clone(), reason: reason.clone() }
+        }
+        store::Error::HeightMismatch { kernel, host } => store::Error::HeightMismatch { kernel: *kernel, host: *host },
         other => store::Error::Invariant(format!("kernel did not open: {other}")),
     }
 }
 
-/// The kernel's state as checks see it; `full`: every worker evicted and rebuilt by replay first.
-pub fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
+/// The node's state as checks see it; `full`: every worker evicted and
+/// rebuilt by replay first, and each snapshot's heap checked against a
+/// replay of the whole span.
+pub fn snapshot(node: &mut Chain, full: bool) -> store::Result<Snapshot> {
     let mut snap = Snapshot {
-        height: kernel.last_committed_height()?,
-        sqlite_height: kernel.store().sqlite_height()?,
-        kv: kernel.store().kv_scan("")?,
-        activity_hash: kernel.activity_hash()?,
-        evictions: kernel.worker_stats().evictions,
+        host_height: node.host_height()?,
+        host: node.host_state()?,
+        reconciled: Some(node.reconciled().clone()),
         ..Snapshot::default()
     };
+    let kernel = node.kernel();
+    snap.height = kernel.last_committed_height()?;
+    snap.sqlite_height = kernel.store().sqlite_height()?;
+    snap.kv = kernel.store().kv_scan("")?;
+    snap.activity_hash = kernel.activity_hash()?;
+    snap.evictions = kernel.worker_stats().evictions;
+    snap.orphans_removed = kernel.orphans_removed().to_vec();
     let vats = kernel.vat_ids()?;
+    snap.snapshot_problems = snapshot_problems(kernel, &vats)?;
     for vat in &vats {
         let mut digests = Vec::new();
         kernel.span_visit(vat, |position, item| {
@@ -143,8 +197,35 @@ pub fn snapshot(kernel: &mut Kernel, full: bool) -> store::Result<Snapshot> {
             snap.vats.insert(vat.clone(), kernel.vat_status(vat)?);
         }
         snap.replayed = kernel.worker_stats().replayed_deliveries - before;
+        for vat in &vats {
+            if let Some(heaps) = kernel.snapshot_heaps(vat)? {
+                snap.snapshot_heaps.insert(vat.clone(), heaps);
+            }
+        }
     }
     Ok(snap)
+}
+
+/// Every snapshot kvStore refers to must load (exist, match its hash), and
+/// every file of the snapshot directory must be one of them.
+fn snapshot_problems(kernel: &Kernel, vats: &[String]) -> store::Result<Vec<String>> {
+    let store = kernel.store();
+    let mut problems = Vec::new();
+    let mut used = Vec::new();
+    for vat in vats {
+        let Some(record) = store::kernel::snapshots::record(store, vat)? else { continue };
+        if let Err(problem) = store.snapshot_load(&record.hash)? {
+            let reason: String = problem.into();
+            problems.push(format!("vat {vat}: {} {reason}", store::snap_store::snapshot_file(&record.hash)));
+        }
+        used.push(format!("{}.heap", record.hash));
+    }
+    for name in store.snapshot_files()? {
+        if !used.contains(&name) {
+            problems.push(format!("orphan: snapshots/{name} (no vat uses it)"));
+        }
+    }
+    Ok(problems)
 }
 
 fn item_digest(item: &str) -> String {

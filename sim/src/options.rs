@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use store::kernel::{HostInput, KernelConfig};
 use store::vat::VatParams;
-use store::{JournalMode, LmdbFlags, Synchronous};
+use store::{HostDb, JournalMode, LmdbFlags, Synchronous};
 
 /// Flags a user can set; everything else comes from the seed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,12 +38,19 @@ pub struct Settings {
     pub sqlite_journal: JournalMode,
     pub sqlite_sync: Synchronous,
     pub lmdb_flags: LmdbFlags,
+    /// The host's own database.
+    pub host_db: HostDb,
 }
 
 impl Default for Settings {
     fn default() -> Settings {
         let store = store::StoreConfig::new(store::Design::StartPosition);
-        Settings { sqlite_journal: store.journal_mode, sqlite_sync: store.synchronous, lmdb_flags: store.lmdb_flags }
+        Settings {
+            sqlite_journal: store.journal_mode,
+            sqlite_sync: store.synchronous,
+            lmdb_flags: store.lmdb_flags,
+            host_db: HostDb::Sqlite,
+        }
     }
 }
 
@@ -72,7 +79,7 @@ impl Settings {
 
 impl fmt::Display for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sqlite={}+{} lmdb={}", self.sqlite_journal, self.sqlite_sync, self.lmdb_flags)
+        write!(f, "sqlite={}+{} lmdb={} host={}", self.sqlite_journal, self.sqlite_sync, self.lmdb_flags, self.host_db)
     }
 }
 
@@ -189,7 +196,11 @@ impl SeedOptions {
         let vats = draw.range(3, 5) as usize;
         let drawn_blocks = draw.range(8, 14);
         let blocks = blocks.unwrap_or(drawn_blocks).max(1);
-        let kernel = KernelConfig { max_workers_online: draw.range(1, 3) as usize, max_cranks_per_block: 40 };
+        let mut kernel = KernelConfig {
+            max_workers_online: draw.range(1, 3) as usize,
+            max_cranks_per_block: 40,
+            snapshot_interval: None,
+        };
         let mode = match draw.chance(75) {
             true => FaultMode::PowerLoss,
             false => FaultMode::ProcessCrash,
@@ -204,6 +215,7 @@ impl SeedOptions {
         for kind in PointKind::ALL.into_iter().filter(|k| !FIRST_KINDS.contains(k)) {
             point_weights.insert(kind, draw.range(0, 4) as u32 + 1);
         }
+        kernel.snapshot_interval = Some(draw.range(2, 6));
         let faults = FaultDraws::derive(seed, &flags.faults);
         let torn = (flags.torn || faults.torn) && mode == FaultMode::PowerLoss;
         let crash = CrashSpec { mode, torn };
@@ -293,7 +305,7 @@ impl fmt::Display for SeedOptions {
         let upgrades = self.workload.iter().flatten().filter(|i| matches!(i, HostInput::UpgradeVat { .. })).count();
         write!(
             f,
-            "{} mode={} torn={} io_faults={}{} vats={} blocks={} inputs={} upgrades={} worker_cap={} crashes={}",
+            "{} mode={} torn={} io_faults={}{} vats={} blocks={} inputs={} upgrades={} worker_cap={} snapshot_every={} crashes={}",
             self.settings,
             self.crash.mode,
             self.crash.torn,
@@ -304,6 +316,7 @@ impl fmt::Display for SeedOptions {
             inputs,
             upgrades,
             self.kernel.max_workers_online,
+            self.kernel.snapshot_interval.map_or("never".to_string(), |k| k.to_string()),
             self.crashes
         )
     }

@@ -92,6 +92,9 @@ pub struct ScenarioFile {
     pub worker_cap: usize,
     #[serde(default = "forty")]
     pub max_cranks_per_block: u64,
+    /// Save each vat's heap every this many deliveries (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot_interval: Option<u64>,
     pub expect: Expect,
     #[serde(default)]
     pub failure: Option<Spanned<String>>,
@@ -108,6 +111,8 @@ pub struct ScenarioFile {
     pub sqlite_sync: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lmdb_flags: Option<Spanned<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_db: Option<Spanned<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mutant: Option<Spanned<String>>,
 }
@@ -136,6 +141,7 @@ pub struct Scenario {
     pub crash: CrashSpec,
     pub worker_cap: usize,
     pub max_cranks_per_block: u64,
+    pub snapshot_interval: Option<u64>,
     pub expect: Expect,
     pub failure: Option<FailureKind>,
     pub vats: Vec<VatDecl>,
@@ -174,6 +180,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
     }
     if file.worker_cap == 0 {
         return Err(format!("{}: field `worker_cap`: at least 1", path.display()));
+    }
+    if file.snapshot_interval == Some(0) {
+        return Err(format!(
+            "{}: field `snapshot_interval`: at least 1 (leave it out for no snapshots)",
+            path.display()
+        ));
     }
     let mut ids = Vec::new();
     for vat in &file.vats {
@@ -219,6 +231,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Scenario, String> {
         crash: CrashSpec { mode: file.mode, torn: file.torn },
         worker_cap: file.worker_cap,
         max_cranks_per_block: file.max_cranks_per_block,
+        snapshot_interval: file.snapshot_interval,
         expect: file.expect,
         failure,
         vats: file.vats.into_iter().map(Spanned::into_inner).collect(),
@@ -253,6 +266,9 @@ fn parse_settings(
     if let Some(flags) = field(&file.lmdb_flags, "lmdb_flags", at)? {
         settings.lmdb_flags = flags;
     }
+    if let Some(host_db) = field(&file.host_db, "host_db", at)? {
+        settings.host_db = host_db;
+    }
     if let Err(why) = settings.check_observable() {
         let span = file.lmdb_flags.as_ref().map_or(0..0, |f| f.span());
         return Err(at(span, "lmdb_flags", why));
@@ -277,6 +293,7 @@ impl Scenario {
             kernel: KernelConfig {
                 max_workers_online: self.worker_cap,
                 max_cranks_per_block: self.max_cranks_per_block,
+                snapshot_interval: self.snapshot_interval,
             },
             crash: self.crash,
             settings: self.settings,
@@ -325,6 +342,7 @@ impl Scenario {
             torn: self.crash.torn,
             worker_cap: self.worker_cap,
             max_cranks_per_block: self.max_cranks_per_block,
+            snapshot_interval: self.snapshot_interval,
             expect: self.expect,
             failure: self.failure.map(|k| Spanned::new(0..0, k.name())),
             vats: self.vats.iter().cloned().map(|v| Spanned::new(0..0, v)).collect(),
@@ -334,6 +352,7 @@ impl Scenario {
             sqlite_journal: None,
             sqlite_sync: None,
             lmdb_flags: None,
+            host_db: None,
             mutant: self.mutation.map(|m| Spanned::new(0..0, m.name().to_string())),
         };
         let file = self.settings_into(file);
@@ -349,6 +368,7 @@ impl Scenario {
         file.sqlite_journal = named(mine.sqlite_journal != default.sqlite_journal, mine.sqlite_journal.name());
         file.sqlite_sync = named(mine.sqlite_sync != default.sqlite_sync, mine.sqlite_sync.name());
         file.lmdb_flags = named(mine.lmdb_flags != default.lmdb_flags, mine.lmdb_flags.name());
+        file.host_db = named(mine.host_db != default.host_db, mine.host_db.name());
         file
     }
 }

@@ -48,6 +48,7 @@ fn scenario_of(case: &Case, report: &SeedReport) -> Scenario {
         crash: case.options.crash,
         worker_cap: case.options.kernel.max_workers_online,
         max_cranks_per_block: case.options.kernel.max_cranks_per_block,
+        snapshot_interval: case.options.kernel.snapshot_interval,
         expect: Expect::Fails,
         failure: report.failure.as_ref().map(|f| f.kind),
         vats: vats.collect(),

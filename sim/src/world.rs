@@ -384,16 +384,19 @@ impl Injector for World {
             return Err(Crashed);
         }
         let planned = self.hit(kind);
+        if let Some(named) = planned.filter(|_| !self.capturing) {
+            self.crash(named, database, file, fs);
+            return Err(Crashed);
+        }
+        // A crank's start is also where a graceful stop may come: counted
+        // (for the plans to draw from) and injected like an I/O fault.
+        let stop = kind == PointKind::Crank && self.io_operation(OpClass::Crank, false, database, file).is_some();
         if self.capturing {
             self.capture(database, file, fs);
-            return Ok(());
         }
-        match planned {
-            Some(named) => {
-                self.crash(named, database, file, fs);
-                Err(Crashed)
-            }
-            None => Ok(()),
+        match stop {
+            true => Err(Crashed),
+            false => Ok(()),
         }
     }
 
@@ -469,6 +472,12 @@ pub fn durability_point(kind: PointKind, database: &'static str, file: &str) -> 
 /// Whether the run has crashed and the host has not taken the crash yet.
 pub fn is_crashed() -> bool {
     with(|w| w.crashed.is_some()).unwrap_or(false)
+}
+
+/// Whether the fault injected (and not yet taken by the host) is a
+/// graceful stop: the kernel must close its store, not just die.
+pub fn stop_requested() -> bool {
+    with(|w| w.fault_fired.as_ref().is_some_and(|f| f.named.fault == FaultKind::Stop)).unwrap_or(false)
 }
 
 /// The I/O fault injected since the last call, if any.

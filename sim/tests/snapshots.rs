@@ -34,6 +34,8 @@ fn describe(scenario: &Scenario, report: &SeedReport) -> String {
         state.kv.len()
     );
     let _ = writeln!(text, "  activity hash: {}", state.activity_hash);
+    let sends = state.host.keys().filter(|k| k.starts_with("out.")).count();
+    let _ = writeln!(text, "  host: height {}, {sends} chain send(s) recorded", state.host_height);
     for (vat, status) in &state.vats {
         let _ = writeln!(
             text,
@@ -48,6 +50,9 @@ fn describe(scenario: &Scenario, report: &SeedReport) -> String {
             status.heap_summary,
             status.heap_digest,
         );
+        if let Some(record) = state.kv.get(&format!("{vat}.lastSnapshot")) {
+            let _ = writeln!(text, "    snapshot: {record}");
+        }
     }
     text
 }

@@ -140,6 +140,19 @@ named_setting! {
     }
 }
 
+named_setting! {
+    /// The embedded database the host chain keeps its own state in.
+    HostDb {
+        /// SQLite (WAL, `synchronous=FULL`), a database of its own.
+        Sqlite => "sqlite",
+        /// redb (<https://www.redb.org>): a third engine. Its design assumes
+        /// byte-atomic writes and powersafe overwrite (redb `docs/design.md`,
+        /// "Assumptions about underlying media"), more than the simulated
+        /// disk promises: see docs/findings.md.
+        Redb => "redb",
+    }
+}
+
 /// A place where durability changes, reported to the [`Observer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Point {
@@ -147,8 +160,14 @@ pub enum Point {
     CrankStart { height: u64, crank: u64 },
     /// Point A: the SQLite COMMIT returned; LMDB not yet committed.
     PointA,
-    /// Point B: the LMDB commit returned; the block is durable.
+    /// Point B: the LMDB commit returned; the block is durable in the swing-store.
     PointB,
+    /// Point C: the host chain's own database committed the block, after the swing-store.
+    PointC,
+    /// A heap snapshot's data is synced; its rename into place comes next.
+    SnapshotRename,
+    /// A heap snapshot nothing uses any more is about to be deleted.
+    SnapshotDelete,
 }
 
 impl fmt::Display for Point {
@@ -157,6 +176,9 @@ impl fmt::Display for Point {
             Point::CrankStart { height, crank } => write!(f, "crank-start(block {height}, crank {crank})"),
             Point::PointA => f.write_str("point-a"),
             Point::PointB => f.write_str("point-b"),
+            Point::PointC => f.write_str("point-c"),
+            Point::SnapshotRename => f.write_str("snapshot-rename"),
+            Point::SnapshotDelete => f.write_str("snapshot-delete"),
         }
     }
 }
@@ -199,16 +221,39 @@ pub enum Mutant {
     /// A storage error is recorded on disk, and every later block is refused,
     /// after a restart too: the store never makes progress again.
     PoisonPersists,
+    /// snapStore renames a snapshot into place without syncing its data
+    /// first (the 2022 truncated-snapshot bug, fixed by an fsync).
+    SnapshotNoFsync,
+    /// snapStore never syncs its directory: a snapshot kvStore refers to
+    /// may vanish at a power loss.
+    SnapshotNoDirSync,
+    /// A superseded snapshot is deleted at once, in the block, rather than
+    /// after the block is durable (the 2022 snapshot-deleted-before-commit bug).
+    SnapshotDeleteEarly,
+    /// The host commits its own database before the swing-store's commit.
+    HostCommitFirst,
+    /// On restart with the kernel one block ahead, the host takes the
+    /// kernel's height without replaying the block's chain sends.
+    HangoverSkipped,
+    /// A graceful stop closes the store by committing what the block had
+    /// written so far.
+    CloseCommits,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 6] = [
+    pub const ALL: [Mutant; 12] = [
         Mutant::LmdbFirst,
         Mutant::SqliteSyncOff,
         Mutant::AbortKeepsKv,
         Mutant::ReplayFromZero,
         Mutant::NoDirSync,
         Mutant::PoisonPersists,
+        Mutant::SnapshotNoFsync,
+        Mutant::SnapshotNoDirSync,
+        Mutant::SnapshotDeleteEarly,
+        Mutant::HostCommitFirst,
+        Mutant::HangoverSkipped,
+        Mutant::CloseCommits,
     ];
 
     pub fn name(self) -> &'static str {
@@ -219,6 +264,12 @@ impl Mutant {
             Mutant::ReplayFromZero => "replay-from-zero",
             Mutant::NoDirSync => "no-dir-sync",
             Mutant::PoisonPersists => "poison-persists",
+            Mutant::SnapshotNoFsync => "snapshot-no-fsync",
+            Mutant::SnapshotNoDirSync => "snapshot-no-dir-sync",
+            Mutant::SnapshotDeleteEarly => "snapshot-delete-early",
+            Mutant::HostCommitFirst => "host-commit-first",
+            Mutant::HangoverSkipped => "hangover-skipped",
+            Mutant::CloseCommits => "close-commits",
         }
     }
 }

@@ -30,6 +30,16 @@ pub enum Error {
     ReplayDiverged { vat: String, position: u64, expected: String, found: String },
     #[error("transcript of vat {vat} is missing position {position} (span {start}..{end})")]
     TranscriptMissing { vat: String, position: u64, start: u64, end: u64 },
+    /// A heap snapshot the kernel needs is missing or does not match its hash.
+    #[error("snapshot {file} of vat {vat} is unusable: {reason}")]
+    SnapshotUnusable { vat: String, file: String, reason: String },
+    /// The host chain and the kernel disagree about the last block in a way
+    /// no restart can mend (cosmic-swingset stops with "Unimplemented reset
+    /// state from K to H").
+    #[error(
+        "the host is at height {host} but the kernel at {kernel}: unimplemented reset state from {kernel} to {host}"
+    )]
+    HeightMismatch { kernel: u64, host: u64 },
     /// A broken invariant of the kernel's or store's own state.
     #[error("invariant violated: {0}")]
     Invariant(String),

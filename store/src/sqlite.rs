@@ -28,15 +28,31 @@ const MIN_DATABASE_BYTES: u64 = 512;
 
 /// Open (or create) the SQLite database of the store at `path`.
 pub(crate) fn open(path: &Path, config: &StoreConfig) -> Result<Connection> {
+    let synchronous = match config.mutant {
+        Some(Mutant::SqliteSyncOff) => Synchronous::Off,
+        _ => config.synchronous,
+    };
+    let conn = open_connection(path, config.sqlite_vfs.as_deref(), config.journal_mode, synchronous)?;
+    check_or_create_schema(&conn, path, config.design).map_err(|e| corrupt_or(path, e))?;
+    Ok(conn)
+}
+
+/// Open (or create) a SQLite database at `path` with these settings, its
+/// WAL (in WAL mode) checkpointed: what the connection reads is durable.
+pub(crate) fn open_connection(
+    path: &Path,
+    vfs: Option<&str>,
+    journal_mode: JournalMode,
+    synchronous: Synchronous,
+) -> Result<Connection> {
     check_file_size(path)?;
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = match &config.sqlite_vfs {
-        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs.as_str())?,
+    let conn = match vfs {
+        Some(vfs) => Connection::open_with_flags_and_vfs(path, flags, vfs)?,
         None => Connection::open_with_flags(path, flags)?,
     };
-    apply_settings(&conn, config).map_err(|e| corrupt_or(path, e))?;
-    check_or_create_schema(&conn, path, config.design).map_err(|e| corrupt_or(path, e))?;
-    if config.journal_mode == JournalMode::Wal {
+    apply_settings(&conn, journal_mode, synchronous).map_err(|e| corrupt_or(path, e))?;
+    if journal_mode == JournalMode::Wal {
         // What this connection reads must be durable before the store builds
         // on it. After an I/O error in COMMIT, the WAL can hold the failed
         // transaction's commit frame, written but never synced; a new
@@ -85,7 +101,7 @@ fn corrupt_or(path: &Path, error: Error) -> Error {
     }
 }
 
-fn apply_settings(conn: &Connection, config: &StoreConfig) -> Result<()> {
+fn apply_settings(conn: &Connection, journal_mode: JournalMode, synchronous: Synchronous) -> Result<()> {
     // Query planner stability: a statement is planned once. Without it, SQLite
     // (built with STAT4) re-prepares a range query at every new binding of its
     // bounds, which made transcript reads cost a full parse each. Results and
@@ -98,12 +114,8 @@ fn apply_settings(conn: &Connection, config: &StoreConfig) -> Result<()> {
     // lost into the database (docs/findings.md).
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, true)?;
     conn.execute_batch("PRAGMA wal_autocheckpoint=0")?;
-    let synchronous = match config.mutant {
-        Some(Mutant::SqliteSyncOff) => Synchronous::Off,
-        _ => config.synchronous,
-    };
     conn.execute_batch(&format!("PRAGMA synchronous={}", synchronous.name()))?;
-    let wanted = config.journal_mode.name();
+    let wanted = journal_mode.name();
     let answered: String = pragma_value(conn, &format!("PRAGMA journal_mode={wanted}"))?;
     // SQLite answers before the statement's own commit (changing to or from
     // WAL writes the database header): asked again, it says what it is in.
@@ -119,7 +131,7 @@ fn apply_settings(conn: &Connection, config: &StoreConfig) -> Result<()> {
 /// statement to its end. A PRAGMA that writes (journal_mode into or out of
 /// WAL) commits when its last step runs: reading only the first row (as
 /// `query_row` does) returns before that, and loses the commit's error.
-fn pragma_value<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Result<T> {
+pub(crate) fn pragma_value<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Result<T> {
     let mut stmt = conn.prepare(sql)?;
     let mut rows = stmt.query([])?;
     let value = match rows.next()? {

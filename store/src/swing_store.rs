@@ -8,6 +8,7 @@
 use crate::config::{Design, JournalMode, Mutant, Observer, Point, StoreConfig};
 use crate::error::{Error, Result};
 use crate::lmdb::LmdbKv;
+use crate::snap_store::{self, SnapStore, SnapshotProblem, SNAPSHOT_DIR};
 use crate::sqlite::{self, SQLITE_FILE};
 
 /// Where the poison-persists mutation records a storage error (named so that
@@ -60,6 +61,9 @@ pub struct SwingStore {
     commits_since_checkpoint: u32,
     /// The block height the next commit records in SQLite (see [`SwingStore::record_height`]).
     pending_height: Option<u64>,
+    snaps: SnapStore,
+    /// Snapshots to delete once the next block commit is durable.
+    doomed_snapshots: Vec<String>,
 }
 
 /// In WAL mode the store checkpoints every this many block commits (and at
@@ -80,6 +84,7 @@ impl SwingStore {
             true => Some(LmdbKv::open(&dir.join(LMDB_DIR), config.lmdb_map_bytes, config.lmdb_flags)?),
             false => None,
         };
+        let snaps = SnapStore::open(dir, config.mutant)?;
         if config.mutant != Some(Mutant::NoDirSync) {
             sync_directories(dir, lmdb.is_some())?;
         }
@@ -98,6 +103,8 @@ impl SwingStore {
             poisoned: None,
             commits_since_checkpoint: 0,
             pending_height: None,
+            snaps,
+            doomed_snapshots: Vec::new(),
         })
     }
 
@@ -288,6 +295,61 @@ impl SwingStore {
         sqlite::visit_items(&self.conn, stream, start, end, visit)
     }
 
+    // ---- snapStore ----
+
+    /// Save a heap snapshot (written, synced, renamed into place; the
+    /// rename is made durable by the next block commit). Returns its hash.
+    /// A failure stops the block like any storage error: the snapshot's
+    /// record in kvStore is part of the block's state, which every node
+    /// computes alike, so a node may not skip it for a disk error.
+    pub fn snapshot_save(&mut self, bytes: &[u8]) -> Result<String> {
+        self.guarded(|s| {
+            let (hash, temp) = s.snaps.write_temp(bytes)?;
+            if let Some(temp) = temp {
+                s.reached(Point::SnapshotRename)?;
+                s.snaps.publish(&hash, &temp)?;
+            }
+            Ok(hash)
+        })
+    }
+
+    /// The bytes of snapshot `hash`, checked against it; `Ok(Err(..))`: the
+    /// snapshot is missing or corrupt.
+    pub fn snapshot_load(&self, hash: &str) -> Result<Result<Vec<u8>, SnapshotProblem>> {
+        self.check_usable()?;
+        self.snaps.load(hash)
+    }
+
+    /// Delete these snapshots once the next block commit is durable.
+    pub fn delete_snapshots_after_commit(&mut self, hashes: Vec<String>) {
+        self.doomed_snapshots.extend(hashes);
+    }
+
+    /// Delete a snapshot file now (one nothing durable refers to: the
+    /// kernel's cleanup at open, or the snapshot-delete-early mutant).
+    pub fn snapshot_remove_now(&mut self, name: &str) -> Result<()> {
+        self.guarded(|s| {
+            s.reached(Point::SnapshotDelete)?;
+            s.snaps.remove(name)
+        })
+    }
+
+    /// Every file in the snapshot directory, by name, sorted.
+    pub fn snapshot_files(&self) -> Result<Vec<String>> {
+        self.check_usable()?;
+        self.snaps.files()
+    }
+
+    /// After a durable commit: delete the snapshots the block stopped
+    /// using. Their unlinks need no directory sync: a file that comes back
+    /// after a power loss is an orphan, which the next open removes.
+    fn delete_doomed_snapshots(&mut self) -> Result<()> {
+        for hash in std::mem::take(&mut self.doomed_snapshots) {
+            self.snapshot_remove_now(&snap_store::SnapStore::name_of(&hash))?;
+        }
+        Ok(())
+    }
+
     // ---- cranks ----
 
     pub fn begin_crank(&mut self) -> Result<()> {
@@ -355,6 +417,9 @@ impl SwingStore {
         if self.crank_kv.is_some() {
             return Err(Error::Misuse("commit with a crank open".into()));
         }
+        // The snapshots this block refers to must exist after a power loss
+        // before any database says the block is committed.
+        self.guarded(|s| s.snaps.sync_dir())?;
         if self.mutant == Some(Mutant::LmdbFirst) && self.lmdb.is_some() {
             self.commit_lmdb()?;
             self.reached(Point::PointA)?;
@@ -366,6 +431,7 @@ impl SwingStore {
         }
         self.block_kv.clear();
         self.reached(Point::PointB)?;
+        self.delete_doomed_snapshots()?;
         self.checkpoint_now_and_then()
     }
 
@@ -425,8 +491,21 @@ impl SwingStore {
     }
 
     /// Close both databases for real (LMDB's environment included).
-    pub fn close(self) {
+    pub fn close(mut self) {
+        if self.mutant == Some(Mutant::CloseCommits) {
+            self.commit_on_close();
+        }
         drop(self);
+    }
+
+    /// The close-commits mutation: whatever the open block wrote is committed
+    /// as it stands, the open crank's writes included.
+    fn commit_on_close(&mut self) {
+        self.poisoned = None;
+        if let Some(crank) = self.crank_kv.take() {
+            self.block_kv.extend(crank);
+        }
+        let _ = self.commit_sqlite_side().and_then(|()| self.commit_lmdb());
     }
 }
 
@@ -456,7 +535,10 @@ fn check_directory(dir: &Path) -> Result<()> {
     let mut foreign = Vec::new();
     for entry in entries {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let ours = name == LMDB_DIR || name == crate::lmdb::staging_name(LMDB_DIR) || name.starts_with(SQLITE_FILE);
+        let ours = name == LMDB_DIR
+            || name == crate::lmdb::staging_name(LMDB_DIR)
+            || name == SNAPSHOT_DIR
+            || name.starts_with(SQLITE_FILE);
         if !ours {
             foreign.push(name);
         }

@@ -74,10 +74,14 @@ pub trait Injector: Any {
     fn into_any(self: Box<Self>) -> Box<dyn Any>;
 }
 
-/// Which database a file of the store belongs to (for naming points and faults).
+/// Which database a file of the node belongs to (for naming points and
+/// faults): the swing-store's SQLite and LMDB, the host's own database
+/// (`chain/`), or the store's own files (heap snapshots).
 pub fn database_of(path: &str) -> &'static str {
     let name = path.rsplit('/').next().unwrap_or(path);
-    if name.starts_with("swingstore.sqlite") {
+    if path.starts_with("chain/") {
+        "chain"
+    } else if name.starts_with("swingstore.sqlite") {
         "sqlite"
     } else if name.ends_with(".mdb") {
         "lmdb"
@@ -86,11 +90,12 @@ pub fn database_of(path: &str) -> &'static str {
     }
 }
 
-/// The crash point kind of a sync of `path` (a file of the store).
+/// The crash point kind of a sync of `path` (a file of the node).
 fn sync_kind(path: &str) -> PointKind {
     match database_of(path) {
         "sqlite" => PointKind::SqliteSync,
         "lmdb" => PointKind::LmdbSync,
+        "chain" => PointKind::ChainSync,
         _ => PointKind::FileSync,
     }
 }

@@ -9,7 +9,7 @@ use super::reference::Reference;
 use super::Case;
 use crate::check::{self, Failure, FailureKind};
 use crate::disk::{self, fs::Image, fs::NothingPending};
-use crate::fault::{CrashAt, FaultAt};
+use crate::fault::{CrashAt, FaultAt, FaultKind};
 use crate::node::Snapshot;
 use crate::options::Mutation;
 use crate::trace::Trace;
@@ -18,6 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use store::kernel::HostInput;
+use store::Reconciled;
 
 /// How a host's run begins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,7 +258,12 @@ impl Host {
             return self.recover(Restart::Crash).await;
         }
         if let Some(fault) = world::take_fault() {
-            self.trace.line(format!("I/O fault {fault}: the kernel stopped: {error}"));
+            match fault.named.fault {
+                FaultKind::Stop => self
+                    .trace
+                    .line(format!("graceful {fault}: the host closed the node in the middle of the block ({error})")),
+                _ => self.trace.line(format!("I/O fault {fault}: the kernel stopped: {error}")),
+            }
             return self.recover(Restart::Fault(fault)).await;
         }
         let kind = FailureKind::of_error(&error);
@@ -379,6 +385,16 @@ impl Host {
             Some(sqlite) if Some(sqlite) != found.height => format!(" (SQLite holds block {sqlite})"),
             _ => String::new(),
         };
+        if let Some(Reconciled::Hangover { height, sends }) = &found.reconciled {
+            self.trace.line(format!(
+                "restart: the kernel had committed block {height}, the host had not: \
+                 the host applied its {sends} recorded chain send(s) (the hangover)"
+            ));
+        }
+        if !found.orphans_removed.is_empty() {
+            let files = found.orphans_removed.join(", ");
+            self.trace.line(format!("restart: the kernel removed snapshot files no vat uses: {files}"));
+        }
         self.trace.line(format!(
             "recovered at height {height}{sqlite}: state equals the reference; replayed {replayed} deliveries"
         ));

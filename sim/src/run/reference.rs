@@ -56,9 +56,12 @@ pub(super) fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Resul
             world::set_height(height);
             let report = kernel.run_block(height, inputs).await.map_err(|e| fail(height, e.to_string()))?;
             check::oracle_agrees(&mut oracle, &report)?;
-            reference.snapshots.push(kernel.snapshot(false).await.map_err(|e| fail(height, e.to_string()))?);
-            reference.heaps.push(oracle.heap_digests());
+            let snapshot = kernel.snapshot(false).await.map_err(|e| fail(height, e.to_string()))?;
             reference.reports.push(report);
+            check::host_follows(&reference.reports, &snapshot, height)?;
+            check::snapshots_sound(&snapshot, height)?;
+            reference.snapshots.push(snapshot);
+            reference.heaps.push(oracle.heap_digests());
             madsim::time::sleep(Duration::from_secs(5)).await;
         }
         let height = reference.reports.len() as u64;

@@ -43,3 +43,9 @@ pub fn generation(vat: &str) -> String {
 pub fn vatstore_prefix(vat: &str) -> String {
     format!("{vat}.vs.")
 }
+
+/// The vat's current heap snapshot: `{"hash", "position"}` (the 2022
+/// `vNN.lastSnapshot`).
+pub fn last_snapshot(vat: &str) -> String {
+    format!("{vat}.lastSnapshot")
+}

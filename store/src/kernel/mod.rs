@@ -5,12 +5,14 @@
 pub mod keys;
 mod promises;
 mod run_queue;
+pub mod snapshots;
 mod syscalls;
 pub mod transcript;
 mod workers;
 
 pub use promises::{PromiseState, KERNEL_DECIDER};
 pub use run_queue::RunQueueEvent;
+pub use snapshots::SnapshotRecord;
 pub use transcript::Span;
 pub use workers::WorkerStats;
 
@@ -21,11 +23,11 @@ use crate::vat::{hex16, DeliverError, Delivery, Resolution, TranscriptEntry, Vat
 use run_queue::read_u64;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use syscalls::LiveSyscalls;
-use workers::Workers;
+use workers::{From, Workers};
 
 /// Feeds formatted text straight into a hash, with no string in between.
 struct HashWriter(Sha256);
@@ -64,11 +66,14 @@ pub struct KernelConfig {
     pub max_workers_online: usize,
     /// Cranks per block; events left over wait for the next block.
     pub max_cranks_per_block: u64,
+    /// Save a vat's heap as a snapshot every this many deliveries of its
+    /// span (`None`: never; rebuilds replay the whole span).
+    pub snapshot_interval: Option<u64>,
 }
 
 impl Default for KernelConfig {
     fn default() -> Self {
-        KernelConfig { max_workers_online: 2, max_cranks_per_block: 64 }
+        KernelConfig { max_workers_online: 2, max_cranks_per_block: 64, snapshot_interval: None }
     }
 }
 
@@ -101,6 +106,13 @@ pub struct CommittedDelivery {
     pub entry: TranscriptEntry,
 }
 
+// MERGE-STUB: replaced by issue-13-state's chain sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainSend {
+    pub vat: String,
+    pub body: String,
+}
+
 /// What one block did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockReport {
@@ -110,6 +122,7 @@ pub struct BlockReport {
     pub outcomes: Vec<VatOutcome>,
     pub committed: Vec<CommittedDelivery>,
     pub run_queue_left: u64,
+    pub chain_sends: Vec<ChainSend>, // MERGE-STUB
 }
 
 /// Everything a check compares about one vat.
@@ -125,6 +138,15 @@ pub struct VatStatus {
     pub vatstore: BTreeMap<String, String>,
     pub heap_digest: String,
     pub heap_summary: String,
+}
+
+/// A vat's heap rebuilt two ways (see [`Kernel::snapshot_heaps`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotHeaps {
+    /// The transcript position the snapshot covers.
+    pub position: u64,
+    pub from_snapshot: String,
+    pub from_span_start: String,
 }
 
 /// What a crank decided.
@@ -169,12 +191,26 @@ pub struct Kernel {
     config: KernelConfig,
     /// Set by a kernel error: the kernel must be reopened.
     failed: Option<String>,
+    /// Snapshots saved in the block being run.
+    snapshots_saved: BTreeSet<String>,
+    /// Snapshot files the open removed: no vat used them (crash leftovers).
+    orphans_removed: Vec<String>,
 }
 
 impl Kernel {
     pub fn open(dir: &Path, store_config: StoreConfig, config: KernelConfig) -> Result<Kernel> {
         let store = SwingStore::open(dir, store_config)?;
-        Ok(Kernel { store, workers: Workers::new(config.max_workers_online), config, failed: None })
+        let workers = Workers::new(config.max_workers_online);
+        let mut kernel =
+            Kernel { store, workers, config, failed: None, snapshots_saved: BTreeSet::new(), orphans_removed: vec![] };
+        let vats = kernel.vat_ids()?;
+        kernel.orphans_removed = snapshots::remove_orphans(&mut kernel.store, &vats)?;
+        Ok(kernel)
+    }
+
+    /// The snapshot files opening the kernel removed (no vat used them).
+    pub fn orphans_removed(&self) -> &[String] {
+        &self.orphans_removed
     }
 
     pub fn store(&self) -> &SwingStore {
@@ -213,6 +249,8 @@ impl Kernel {
 
     fn run_block_inner(&mut self, height: u64, inputs: &[HostInput]) -> Result<BlockReport> {
         let mut report = BlockReport { height, ..BlockReport::default() };
+        let snapshots_before = snapshots::in_use(&self.store, &self.vat_ids()?)?;
+        self.snapshots_saved.clear();
         for input in inputs {
             self.queue_input(input)?;
         }
@@ -223,10 +261,51 @@ impl Kernel {
             self.run_crank(height, &mut report)?;
         }
         report.run_queue_left = run_queue::len(&self.store)?;
+        self.retire_snapshots(snapshots_before)?;
         self.store.kv_set(keys::HOST_HEIGHT, &height.to_string())?;
         self.store.record_height(height);
         self.store.commit()?;
         Ok(report)
+    }
+
+    /// Hand the swing-store the snapshots this block stopped using, or saved
+    /// and superseded within it: it deletes them once the block is durable.
+    fn retire_snapshots(&mut self, before: BTreeSet<String>) -> Result<()> {
+        let after = snapshots::in_use(&self.store, &self.vat_ids()?)?;
+        let saved = std::mem::take(&mut self.snapshots_saved);
+        let doomed = before.union(&saved).filter(|hash| !after.contains(*hash)).cloned().collect();
+        self.store.delete_snapshots_after_commit(doomed);
+        Ok(())
+    }
+
+    /// Save the vat's heap once `snapshot_interval` deliveries of its span
+    /// have passed since its last snapshot (or the span's start).
+    fn maybe_snapshot(&mut self, vat: &str, worker: &VatWorker) -> Result<()> {
+        let Some(interval) = self.config.snapshot_interval else {
+            return Ok(());
+        };
+        let span = transcript::span(&self.store, vat)?;
+        let previous = snapshots::record(&self.store, vat)?;
+        let covered = previous.as_ref().map_or(span.start, |record| record.position);
+        if span.end.saturating_sub(covered) < interval {
+            return Ok(());
+        }
+        let hash = self.store.snapshot_save(&worker.snapshot_bytes())?;
+        self.snapshots_saved.insert(hash.clone());
+        snapshots::set_record(&mut self.store, vat, &SnapshotRecord { hash, position: span.end })?;
+        self.superseded(previous)
+    }
+
+    /// A snapshot a newer one of its vat superseded: normally deleted after
+    /// the block is durable (see [`Kernel::retire_snapshots`]); the
+    /// snapshot-delete-early mutation deletes it now.
+    fn superseded(&mut self, previous: Option<SnapshotRecord>) -> Result<()> {
+        match previous {
+            Some(previous) if self.store.mutant() == Some(crate::Mutant::SnapshotDeleteEarly) => {
+                self.store.snapshot_remove_now(&crate::snap_store::SnapStore::name_of(&previous.hash))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check_alive(&self) -> Result<()> {
@@ -325,7 +404,7 @@ impl Kernel {
         if !self.vat_exists(vat)? {
             return Ok(None);
         }
-        workers::rebuild(&self.store, vat, &mut self.workers).map(Some)
+        workers::rebuild(&self.store, vat, From::LastSnapshot, &mut self.workers).map(Some)
     }
 
     /// Run one delivery live: the transcript entry, and the vat's error if any.
@@ -351,6 +430,7 @@ impl Kernel {
             // The worker's heap saw the failed delivery: drop it, replay rebuilds it.
             Some(reason) => Ok(CrankOutcome::abort(reason, reject)),
             None => {
+                self.maybe_snapshot(vat, &worker)?;
                 self.workers.put(vat, worker);
                 Ok(CrankOutcome::commit(vec![CommittedDelivery { vat: vat.into(), new_worker: None, entry }]))
             }
@@ -425,6 +505,7 @@ impl Kernel {
         }
         self.store.kv_set(&keys::source(vat), bundle)?;
         self.store.kv_set(&keys::options(vat), &serde_json::to_string(&params)?)?;
+        snapshots::drop_record(&mut self.store, vat)?;
         transcript::begin_incarnation(&mut self.store, vat)?;
         let (worker, start) = match self.start_worker(vat, bundle, params)? {
             Ok(started) => started,
@@ -485,10 +566,32 @@ impl Kernel {
         Ok(status)
     }
 
+    /// For a vat with a snapshot: the heap digest of a worker rebuilt from
+    /// the snapshot, and of one rebuilt from the start of the span (they
+    /// must be equal); `None` for a vat without one. Neither goes online.
+    pub fn snapshot_heaps(&mut self, vat: &str) -> Result<Option<SnapshotHeaps>> {
+        self.check_alive()?;
+        let Some(record) = snapshots::record(&self.store, vat)? else {
+            return Ok(None);
+        };
+        let from_snapshot = workers::rebuild(&self.store, vat, From::LastSnapshot, &mut self.workers)?;
+        let from_start = workers::rebuild(&self.store, vat, From::SpanStart, &mut self.workers)?;
+        Ok(Some(SnapshotHeaps {
+            position: record.position,
+            from_snapshot: from_snapshot.heap_digest(),
+            from_span_start: from_start.heap_digest(),
+        }))
+    }
+
     /// Each item of a vat's current span, as stored: `visit` sees it in place.
     pub fn span_visit(&self, vat: &str, visit: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
         let span = transcript::span(&self.store, vat)?;
         self.store.stream_visit(&span.stream, span.start, span.end, visit)
+    }
+
+    /// MERGE-STUB
+    pub fn recorded_chain_sends(&self) -> Result<Vec<ChainSend>> {
+        Ok(Vec::new())
     }
 
     /// The chained hash of every crank's kv changes.

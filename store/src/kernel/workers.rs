@@ -2,9 +2,11 @@
 //! replaying the current span of the transcript.
 
 use super::keys;
-use super::transcript;
+use super::snapshots;
+use super::transcript::{self, Decoded};
 use crate::config::Mutant;
 use crate::error::{Error, Result};
+use crate::snap_store;
 use crate::swing_store::SwingStore;
 use crate::vat::{describe, DeliverError, Syscall, SyscallHandler, SyscallRecord, SyscallResult, VatWorker};
 use std::collections::BTreeMap;
@@ -59,36 +61,76 @@ impl Workers {
     }
 }
 
-/// Rebuild a vat's worker: evaluate its current bundle, replay its span.
-pub(crate) fn rebuild(store: &SwingStore, vat: &str, workers: &mut Workers) -> Result<VatWorker> {
+/// Where a rebuild starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum From {
+    /// The vat's current snapshot, if it has one (else the span's start).
+    LastSnapshot,
+    /// The start of the span, whatever snapshot there is.
+    SpanStart,
+}
+
+/// Rebuild a vat's worker: its current bundle with the heap of its last
+/// snapshot (or evaluated afresh), then the span replayed from there.
+pub(crate) fn rebuild(store: &SwingStore, vat: &str, from: From, workers: &mut Workers) -> Result<VatWorker> {
     let source =
         store.kv_get(&keys::source(vat))?.ok_or_else(|| Error::Invariant(format!("vat {vat} has no source")))?;
-    let mut worker = VatWorker::evaluate(&source)
-        .map_err(|e| Error::Invariant(format!("vat {vat}: current bundle does not load: {e}")))?;
     let mut span = transcript::span(store, vat)?;
-    if store.mutant() == Some(Mutant::ReplayFromZero) {
+    let replay_from_zero = store.mutant() == Some(Mutant::ReplayFromZero);
+    let record = match (from, replay_from_zero) {
+        (From::LastSnapshot, false) => snapshots::record(store, vat)?,
+        _ => None,
+    };
+    let mut worker = match &record {
+        Some(record) => {
+            snapshots::check_within(vat, record, span.start, span.end)?;
+            span.start = record.position;
+            restore(store, vat, &source, &record.hash)?
+        }
+        None => VatWorker::evaluate(&source)
+            .map_err(|e| Error::Invariant(format!("vat {vat}: current bundle does not load: {e}")))?,
+    };
+    if replay_from_zero {
         span.start = 0;
     }
     let entries = transcript::read_remembered(store, vat, &span)?;
     let stats = &mut workers.stats;
     for (offset, decoded) in entries.iter().enumerate() {
-        let entry = &decoded.entry;
-        let position = span.start + offset as u64;
-        let mut replay = ReplaySyscalls { vat, position, expected: &entry.sc, described: &decoded.results, next: 0 };
-        let outcome = match worker.deliver_described(&entry.d, Some(&decoded.delivery), &mut replay) {
-            Ok(()) => None,
-            Err(DeliverError::Vat(message)) => Some(message),
-            Err(DeliverError::Kernel(error)) => return Err(error),
-        };
-        replay.finish()?;
-        if outcome != entry.r {
-            let (expected, found) = (describe(&entry.r), describe(&outcome));
-            return Err(Error::ReplayDiverged { vat: vat.into(), position, expected, found });
-        }
+        replay_one(&mut worker, vat, span.start + offset as u64, decoded)?;
         stats.replayed_deliveries += 1;
     }
     stats.rebuilds += 1;
     Ok(worker)
+}
+
+/// A worker of `bundle` with the heap of snapshot `hash`, checked.
+fn restore(store: &SwingStore, vat: &str, bundle: &str, hash: &str) -> Result<VatWorker> {
+    let bytes = match store.snapshot_load(hash)? {
+        Ok(bytes) => bytes,
+        Err(problem) => return Err(snap_store::problem_error(vat, hash, problem)),
+    };
+    VatWorker::restore(bundle, &bytes).map_err(|reason| Error::SnapshotUnusable {
+        vat: vat.into(),
+        file: snap_store::snapshot_file(hash),
+        reason,
+    })
+}
+
+/// Replay one transcript entry: the same syscalls and the same outcome.
+fn replay_one(worker: &mut VatWorker, vat: &str, position: u64, decoded: &Decoded) -> Result<()> {
+    let entry = &decoded.entry;
+    let mut replay = ReplaySyscalls { vat, position, expected: &entry.sc, described: &decoded.results, next: 0 };
+    let outcome = match worker.deliver_described(&entry.d, Some(&decoded.delivery), &mut replay) {
+        Ok(()) => None,
+        Err(DeliverError::Vat(message)) => Some(message),
+        Err(DeliverError::Kernel(error)) => return Err(error),
+    };
+    replay.finish()?;
+    if outcome != entry.r {
+        let (expected, found) = (describe(&entry.r), describe(&outcome));
+        return Err(Error::ReplayDiverged { vat: vat.into(), position, expected, found });
+    }
+    Ok(())
 }
 
 /// Serves syscall results from the transcript, checking each syscall is the recorded one.

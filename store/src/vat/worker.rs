@@ -5,7 +5,7 @@
 use super::bundles::{bundle, BundleDef, Defect};
 use super::{Delivery, Resolution, Syscall, SyscallResult, VatParams};
 use crate::error::Error;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,7 +36,8 @@ pub trait SyscallHandler {
 }
 
 /// The heap: everything here depends on every delivery and syscall result.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Heap {
     multiplier: i64,
     counter: i64,
@@ -47,6 +48,14 @@ struct Heap {
     awaiting: BTreeSet<String>,
     settled: BTreeMap<String, String>,
     stopped: bool,
+}
+
+/// What a heap snapshot holds.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeapSnapshot {
+    bundle: String,
+    heap: Heap,
 }
 
 /// A live vat: a bundle's code and its heap.
@@ -92,6 +101,23 @@ impl VatWorker {
             }
             Delivery::Notify { promise, resolution } => notify(promise, resolution, &mut calls),
         }
+    }
+
+    /// The heap as a snapshot's bytes (with the bundle it belongs to).
+    pub fn snapshot_bytes(&self) -> Vec<u8> {
+        let snapshot = HeapSnapshot { bundle: self.bundle.id.to_string(), heap: self.heap.clone() };
+        serde_json::to_vec(&snapshot).expect("a heap encodes")
+    }
+
+    /// A worker of bundle `bundle_id` with the heap of a snapshot's bytes.
+    /// Fails when the bytes do not decode or belong to another bundle.
+    pub fn restore(bundle_id: &str, bytes: &[u8]) -> Result<VatWorker, String> {
+        let snapshot: HeapSnapshot = serde_json::from_slice(bytes).map_err(|e| format!("does not decode: {e}"))?;
+        if snapshot.bundle != bundle_id {
+            return Err(format!("is a heap of bundle {}, the vat runs {bundle_id}", snapshot.bundle));
+        }
+        let worker = VatWorker::evaluate(bundle_id)?;
+        Ok(VatWorker { heap: snapshot.heap, ..worker })
     }
 
     /// A digest of the whole heap.

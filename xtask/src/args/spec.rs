@@ -18,7 +18,7 @@ use sim::fault::{FaultMode, FaultSet};
 use sim::options::{Flags, Mutation, Settings};
 use sim::run::{Case, Depth, SeedConfig};
 use std::fmt;
-use store::{Design, JournalMode, LmdbFlags, Synchronous};
+use store::{Design, HostDb, JournalMode, LmdbFlags, Synchronous};
 
 /// The settings of a run, besides the seed (see the module's doc).
 #[derive(Args, Clone, Debug, PartialEq, Eq, Serialize)]
@@ -37,7 +37,8 @@ pub struct RunSpec {
     #[arg(long)]
     pub torn: bool,
     /// Fault kinds the seeds may get: `all`, `none`, or a list of fsync-eio,
-    /// enospc, write-eio, torn. Each seed picks which of them it gets, and when.
+    /// enospc, write-eio, torn, stop (a graceful stop in the middle of a
+    /// block). Each seed picks which of them it gets, and when.
     #[arg(long, value_parser = FaultSet::parse, default_value = "all")]
     #[serde(serialize_with = "as_text")]
     pub faults: FaultSet,
@@ -70,6 +71,10 @@ pub struct RunSpec {
     #[arg(long, default_value_t = Settings::default().lmdb_flags)]
     #[serde(serialize_with = "as_text")]
     pub lmdb_flags: LmdbFlags,
+    /// The host's own database: sqlite or redb.
+    #[arg(long, default_value_t = Settings::default().host_db)]
+    #[serde(serialize_with = "as_text")]
+    pub host_db: HostDb,
 }
 
 /// The designs a run covers (`--design`).
@@ -155,7 +160,12 @@ impl RunSpec {
 
     /// The databases' durability settings.
     pub fn settings(&self) -> Settings {
-        Settings { sqlite_journal: self.sqlite_journal, sqlite_sync: self.sqlite_sync, lmdb_flags: self.lmdb_flags }
+        Settings {
+            sqlite_journal: self.sqlite_journal,
+            sqlite_sync: self.sqlite_sync,
+            lmdb_flags: self.lmdb_flags,
+            host_db: self.host_db,
+        }
     }
 
     /// The depth of exhaustive exploration, when the run is exhaustive.
@@ -222,6 +232,7 @@ mod tests {
         &["--sqlite-journal", "delete"],
         &["--sqlite-sync", "extra"],
         &["--lmdb-flags", "nometasync"],
+        &["--host-db", "redb"],
     ];
 
     /// Every sample alone, then all of them (a flag once: its first sample).

@@ -38,8 +38,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use store::kernel::Kernel;
-use store::{Design, Observer, Point, Stop, StoreConfig};
+use store::{Chain, ChainConfig, Design, Observer, Point, Stop, StoreConfig};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -232,7 +231,13 @@ fn bare_workload(case: &Case, dir: &Path) -> u64 {
     case.options.settings.configure(&mut config);
     config.sqlite_vfs = Some(sim::disk::sqlite::VFS_NAME.to_string());
     config.lmdb_map_bytes = 4 << 20;
-    let mut kernel = Kernel::open(dir, config, case.options.kernel).expect("bare workload: open");
+    let chain = ChainConfig {
+        engine: case.options.settings.host_db,
+        sqlite_vfs: config.sqlite_vfs.clone(),
+        observer: Box::new(store::NoObserver),
+        mutant: None,
+    };
+    let mut kernel = Chain::open(dir, config, case.options.kernel, chain).expect("bare workload: open");
     let mut cranks = 0;
     for (index, inputs) in case.options.workload.iter().enumerate() {
         cranks += kernel.run_block(index as u64 + 1, inputs).expect("bare workload: block").cranks;
@@ -259,10 +264,16 @@ impl Observer for CrashAtPoint {
     }
 }
 
-fn naive_kernel(dir: &Path, case: &Case, seen: &Arc<AtomicU64>, stop_at: u64) -> store::Result<Kernel> {
+fn naive_kernel(dir: &Path, case: &Case, seen: &Arc<AtomicU64>, stop_at: u64) -> store::Result<Chain> {
     let mut config = StoreConfig::new(case.design);
     config.observer = Box::new(CrashAtPoint { seen: seen.clone(), stop_at });
-    Kernel::open(dir, config, case.options.kernel)
+    let chain = ChainConfig {
+        engine: case.options.settings.host_db,
+        sqlite_vfs: None,
+        observer: Box::new(CrashAtPoint { seen: seen.clone(), stop_at }),
+        mutant: None,
+    };
+    Chain::open(dir, config, case.options.kernel, chain)
 }
 
 /// One seed in the naive harness; `Err` describes a failed check.
