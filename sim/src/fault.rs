@@ -64,12 +64,23 @@
 //! * `sqlite-sync`: every fsync of a SQLite file (database, journal, WAL);
 //! * `lmdb-sync`: every fdatasync/fsync of LMDB's data file, and every write
 //!   through LMDB's O_DSYNC meta-page descriptor (durable as soon as it returns);
-//! * `dir-sync`: every fsync of a directory of the store (SQLite's after the
+//! * `dir-sync`: every fsync of a directory of the node (SQLite's after the
 //!   first sync of a new journal or WAL and, under `synchronous=EXTRA`, after
-//!   unlinking a journal; the store's own after it opens);
-//! * `file-sync`: every fsync of a file of the store's own;
+//!   unlinking a journal; the store's and the host's own after they open;
+//!   the snapshot directory's before a block commit that refers to a new
+//!   snapshot);
+//! * `file-sync`: every fsync of a file of the store's own: a heap
+//!   snapshot's, before its rename;
+//! * `chain-sync`: every fsync of the host's own database (SQLite's WAL and
+//!   database file, or redb's file);
 //! * `point-a`: the swing-store's SQLite COMMIT has returned, LMDB not yet committed;
-//! * `point-b`: the LMDB commit has returned (the block is durable);
+//! * `point-b`: the LMDB commit has returned (the block is durable in the
+//!   swing-store; the host has not committed it yet);
+//! * `point-c`: the host's database has committed the block too;
+//! * `snapshot-rename`: a heap snapshot's data is synced, its rename into
+//!   place comes next;
+//! * `snapshot-delete`: a snapshot nothing uses is about to be deleted
+//!   (after point B, or by the cleanup at open);
 //! * `crank`: the start of every crank.
 //!
 //! A crash *at* a point means: the process stops just before that point's
@@ -88,7 +99,8 @@
 //! Besides crashes, a run may get I/O faults: the process lives on, one call
 //! fails, and the store must stop (no retry, no carrying on half-applied):
 //!
-//! * `fsync-eio`: an fsync/fdatasync of a SQLite or LMDB file fails with EIO,
+//! * `fsync-eio`: an fsync/fdatasync of a file of the node (SQLite's,
+//!   LMDB's, a heap snapshot's, the host database's) fails with EIO,
 //!   and that file's data written since its last sync is lost, as if power
 //!   failed for that file alone: every dirty sector reads as its durable
 //!   content again (zeros past the durable end; the file keeps its length,
@@ -99,7 +111,18 @@
 //!   ENOSPC (SQLite: `SQLITE_FULL`), writing nothing;
 //! * `write-eio`: a write fails with EIO (SQLite: `SQLITE_IOERR_WRITE`),
 //!   writing nothing;
-//! * `torn`: at a power loss, unsynced sectors survive, vanish or tear (rule 3).
+//! * `torn`: at a power loss, unsynced sectors survive, vanish or tear (rule 3);
+//! * `stop`: a graceful stop, counted over crank starts: the host stops the
+//!   node in the middle of a block as an operator's restart does. The
+//!   kernel's block fails there, the node closes the swing-store and the
+//!   host's database (no kill), and a new process starts on the disk as it
+//!   is. What the block had not committed must not become durable by the
+//!   close.
+//!
+//! A snapshot write that fails stops the block like any storage error (the
+//! snapshot's record is part of the block's state, which every node
+//! computes alike, so a node may not skip it); the block runs again after
+//! the restart.
 //!
 //! An I/O fault is named like a crash point ([`FaultAt`]): the `nth` operation
 //! of its class ([`OpClass`]: syncs, writes, extending writes) while the host
@@ -288,8 +311,9 @@ pub enum FaultKind {
 impl FaultKind {
     pub const ALL: [FaultKind; 5] =
         [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio, FaultKind::Torn, FaultKind::Stop];
-    /// The kinds injected into a live run (torn happens at a crash instead).
-    pub const IO: [FaultKind; 4] = [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio, FaultKind::Stop];
+    /// The kinds injected into a live run at an I/O operation (torn happens
+    /// at a crash instead, a graceful stop at a crank's start).
+    pub const IO: [FaultKind; 3] = [FaultKind::FsyncEio, FaultKind::Enospc, FaultKind::WriteEio];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -197,9 +197,10 @@ pub fn snapshot(node: &mut Chain, full: bool) -> store::Result<Snapshot> {
             snap.vats.insert(vat.clone(), kernel.vat_status(vat)?);
         }
         snap.replayed = kernel.worker_stats().replayed_deliveries - before;
-        for vat in &vats {
-            if let Some(heaps) = kernel.snapshot_heaps(vat)? {
-                snap.snapshot_heaps.insert(vat.clone(), heaps);
+        for (vat, status) in &snap.vats {
+            if let Some((position, from_span_start)) = kernel.heap_without_snapshot(vat)? {
+                let from_snapshot = status.heap_digest.clone();
+                snap.snapshot_heaps.insert(vat.clone(), SnapshotHeaps { position, from_snapshot, from_span_start });
             }
         }
     }

@@ -151,6 +151,8 @@ pub struct SeedOptions {
     pub io_kinds: Vec<FaultKind>,
     /// How many I/O faults the faulty run gets (0 if `io_kinds` is empty).
     pub io_faults: usize,
+    /// How many graceful stops the faulty run gets (0 or 1).
+    pub stops: usize,
     /// The host's block log: inputs per height, starting at height 1.
     pub workload: Vec<Vec<HostInput>>,
 }
@@ -219,7 +221,7 @@ impl SeedOptions {
         let faults = FaultDraws::derive(seed, &flags.faults);
         let torn = (flags.torn || faults.torn) && mode == FaultMode::PowerLoss;
         let crash = CrashSpec { mode, torn };
-        let (io_kinds, io_faults) = (faults.io_kinds, faults.io_faults);
+        let (io_kinds, io_faults, stops) = (faults.io_kinds, faults.io_faults, faults.stops);
         let settings = flags.settings;
         SeedOptions {
             seed,
@@ -232,6 +234,7 @@ impl SeedOptions {
             point_weights,
             io_kinds,
             io_faults,
+            stops,
             workload,
         }
     }
@@ -243,6 +246,7 @@ struct FaultDraws {
     torn: bool,
     io_kinds: Vec<FaultKind>,
     io_faults: usize,
+    stops: usize,
 }
 
 impl FaultDraws {
@@ -254,7 +258,9 @@ impl FaultDraws {
             FaultKind::IO.into_iter().filter(|kind| draw.chance(50) && allowed.contains(*kind)).collect();
         let io_faults = draw.range(0, 2) as usize;
         let io_faults = if io_kinds.is_empty() { 0 } else { io_faults };
-        FaultDraws { torn, io_kinds, io_faults }
+        // Drawn last: the kinds drawn before keep their meaning.
+        let stops = usize::from(draw.chance(50) && allowed.contains(FaultKind::Stop));
+        FaultDraws { torn, io_kinds, io_faults, stops }
     }
 }
 
@@ -305,12 +311,13 @@ impl fmt::Display for SeedOptions {
         let upgrades = self.workload.iter().flatten().filter(|i| matches!(i, HostInput::UpgradeVat { .. })).count();
         write!(
             f,
-            "{} mode={} torn={} io_faults={}{} vats={} blocks={} inputs={} upgrades={} worker_cap={} snapshot_every={} crashes={}",
+            "{} mode={} torn={} io_faults={}{} stops={} vats={} blocks={} inputs={} upgrades={} worker_cap={} snapshot_every={} crashes={}",
             self.settings,
             self.crash.mode,
             self.crash.torn,
             self.io_faults,
             if self.io_kinds.is_empty() { String::new() } else { format!(" ({})", kind_names(&self.io_kinds)) },
+            self.stops,
             self.vats,
             self.blocks,
             inputs,

@@ -41,24 +41,67 @@ const CHECKPOINT_EVERY: u64 = 4;
 /// The database and setting a probe runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ProbeDb {
-    Sqlite { journal: JournalMode, sync: Synchronous },
-    Lmdb { flags: LmdbFlags },
+    Sqlite {
+        journal: JournalMode,
+        sync: Synchronous,
+    },
+    Lmdb {
+        flags: LmdbFlags,
+    },
+    /// redb (the host database's third engine), each commit at `durability`.
+    Redb {
+        durability: RedbDurability,
+    },
+}
+
+/// redb's commit durability (`redb::Durability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RedbDurability {
+    /// The default: durable when `commit` returns.
+    Immediate,
+    /// Not durable until a later `Immediate` commit.
+    None,
+}
+
+impl RedbDurability {
+    pub const ALL: [RedbDurability; 2] = [RedbDurability::Immediate, RedbDurability::None];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RedbDurability::Immediate => "immediate",
+            RedbDurability::None => "none",
+        }
+    }
+
+    fn parse(text: &str) -> Result<RedbDurability, String> {
+        RedbDurability::ALL
+            .into_iter()
+            .find(|d| d.name() == text)
+            .ok_or_else(|| format!("unknown redb durability `{text}` (expected immediate or none)"))
+    }
 }
 
 impl ProbeDb {
-    /// Every setting of both databases, SQLite's first.
+    /// Every setting the node can run with, SQLite's first: each SQLite and
+    /// LMDB setting, and redb as the host uses it (`Immediate`). redb's
+    /// `Durability::None` is probed only when named (`--setting redb:none`):
+    /// see docs/findings.md, "redb".
     pub fn all() -> Vec<ProbeDb> {
         let sqlite = JournalMode::ALL
             .iter()
             .flat_map(|journal| Synchronous::ALL.iter().map(|sync| ProbeDb::Sqlite { journal: *journal, sync: *sync }));
-        sqlite.chain(LmdbFlags::ALL.iter().map(|flags| ProbeDb::Lmdb { flags: *flags })).collect()
+        let lmdb = LmdbFlags::ALL.iter().map(|flags| ProbeDb::Lmdb { flags: *flags });
+        let redb = ProbeDb::Redb { durability: RedbDurability::Immediate };
+        sqlite.chain(lmdb).chain([redb]).collect()
     }
 
-    /// The setting as one word: `sqlite:wal:full`, `lmdb:nosync` ([`ProbeDb::parse`] reads it).
+    /// The setting as one word: `sqlite:wal:full`, `lmdb:nosync`,
+    /// `redb:immediate` ([`ProbeDb::parse`] reads it).
     pub fn word(&self) -> String {
         match self {
             ProbeDb::Sqlite { journal, sync } => format!("sqlite:{journal}:{sync}"),
             ProbeDb::Lmdb { flags } => format!("lmdb:{flags}"),
+            ProbeDb::Redb { durability } => format!("redb:{}", durability.name()),
         }
     }
 
@@ -67,7 +110,8 @@ impl ProbeDb {
         match parts[..] {
             ["sqlite", journal, sync] => Ok(ProbeDb::Sqlite { journal: journal.parse()?, sync: sync.parse()? }),
             ["lmdb", flags] => Ok(ProbeDb::Lmdb { flags: flags.parse()? }),
-            _ => Err(format!("`{word}` is not a probe setting (sqlite:JOURNAL:SYNC or lmdb:FLAGS)")),
+            ["redb", durability] => Ok(ProbeDb::Redb { durability: RedbDurability::parse(durability)? }),
+            _ => Err(format!("`{word}` is not a probe setting (sqlite:JOURNAL:SYNC, lmdb:FLAGS or redb:DURABILITY)")),
         }
     }
 }
@@ -77,6 +121,7 @@ impl fmt::Display for ProbeDb {
         match self {
             ProbeDb::Sqlite { journal, sync } => write!(f, "SQLite journal_mode={journal} synchronous={sync}"),
             ProbeDb::Lmdb { flags } => write!(f, "LMDB {flags}"),
+            ProbeDb::Redb { durability } => write!(f, "redb durability={}", durability.name()),
         }
     }
 }
@@ -186,6 +231,7 @@ fn workload_run(db: ProbeDb, dir: &Path, injector: ProbeInjector) -> WorkloadRun
     let acknowledged = match db {
         ProbeDb::Sqlite { journal, sync } => sqlite_workload(dir, journal, sync),
         ProbeDb::Lmdb { flags } => lmdb_workload(dir, flags),
+        ProbeDb::Redb { durability } => redb_workload(dir, durability),
     };
     let injector = installed.finish::<ProbeInjector>().expect("the probe's injector");
     WorkloadRun { points: injector.next, acknowledged, crash: injector.crash }
@@ -326,12 +372,80 @@ fn lmdb_workload(dir: &Path, flags: LmdbFlags) -> u64 {
     acknowledged
 }
 
+const REDB_TABLE: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("t");
+
+fn redb_open(path: &Path) -> Result<redb::Database, redb::DatabaseError> {
+    let mut builder = redb::Database::builder();
+    builder.set_cache_size(1 << 20);
+    builder.create(path)
+}
+
+/// One redb commit of transaction `i`: its row and the counter.
+fn redb_commit(db: &redb::Database, i: u64, durability: RedbDurability) -> Result<(), redb::Error> {
+    let mut txn = db.begin_write()?;
+    if durability == RedbDurability::None {
+        txn.set_durability(redb::Durability::None)?;
+    }
+    {
+        let mut table = txn.open_table(REDB_TABLE)?;
+        table.insert(format!("k{i:03}").as_str(), payload(i).as_str())?;
+        table.insert("counter", i.to_string().as_str())?;
+    }
+    if app_point("before commit").is_err() {
+        return Err(redb::Error::Io(std::io::Error::other("crashed")));
+    }
+    txn.commit()?;
+    Ok(())
+}
+
+/// The redb workload; the commits acknowledged.
+fn redb_workload(dir: &Path, durability: RedbDurability) -> u64 {
+    let path = dir.join("probe.redb");
+    {
+        let db = redb_open(&path).expect("the probe's setup creates");
+        let txn = db.begin_write().expect("the probe's setup begins");
+        txn.open_table(REDB_TABLE).expect("the probe's setup makes its table");
+        txn.commit().expect("the probe's setup commits");
+    }
+    sync_file_and_dir(&path);
+    disk::with_injector::<ProbeInjector, _>(|p| p.armed = true);
+    let Ok(db) = redb_open(&path) else { return 0 };
+    let mut acknowledged = 0;
+    for i in 1..=COMMITS {
+        if redb_commit(&db, i, durability).is_err() {
+            break;
+        }
+        acknowledged = i;
+        if app_point("after commit").is_err() {
+            break;
+        }
+    }
+    acknowledged
+}
+
+fn check_redb(dir: &Path) -> Result<u64, String> {
+    use redb::{ReadableDatabase, ReadableTable};
+    let db = redb_open(&dir.join("probe.redb")).map_err(|e| format!("open: {e}"))?;
+    let read = (|| {
+        let txn = db.begin_read()?;
+        let table = txn.open_table(REDB_TABLE)?;
+        let mut pairs = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            pairs.push((key.value().to_string(), value.value().to_string()));
+        }
+        Ok::<_, redb::Error>(pairs)
+    })();
+    consistent(read.map_err(|e| format!("read: {e}"))?.into_iter())
+}
+
 /// Open the database after the crash and read it whole: the transactions it
 /// holds, or what is wrong with it.
 fn check(db: ProbeDb, dir: &Path, acknowledged: u64) -> Result<u64, String> {
     let found = match db {
         ProbeDb::Sqlite { journal, sync } => check_sqlite(dir, journal, sync),
         ProbeDb::Lmdb { flags } => check_lmdb(dir, flags),
+        ProbeDb::Redb { .. } => check_redb(dir),
     }?;
     if found > acknowledged + 1 {
         return Err(format!("{found} transactions found, {acknowledged} acknowledged and one in flight"));

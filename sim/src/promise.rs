@@ -1,4 +1,4 @@
-//! What SQLite's and LMDB's own documentation promises for each setting,
+//! What SQLite's, LMDB's and redb's own documentation promises for each setting,
 //! quoted with its source: the external truth `cargo xtask durability-matrix`
 //! holds the harness against.
 //!
@@ -9,7 +9,7 @@
 //! silent on a setting, the database's source is the documentation, quoted
 //! likewise.
 
-use crate::probe::{Behaviour, ProbeDb, ProbeMode};
+use crate::probe::{Behaviour, ProbeDb, ProbeMode, RedbDurability};
 use store::{JournalMode, LmdbFlags, Synchronous};
 
 /// One setting's documented promise.
@@ -49,10 +49,16 @@ pub fn refused(db: ProbeDb) -> Option<&'static str> {
 /// its meta pages and refuses an environment with a malformed one
 /// (`mdb_env_read_header` in mdb.c), so it relies on a sector write being
 /// atomic, and is judged with sectors that survive or vanish whole.
+/// redb states its assumptions (`docs/design.md`, "Assumptions about
+/// underlying media"): single byte writes are atomic, and powersafe
+/// overwrite; a sector that tears into garbage breaks both, so it too is
+/// judged with sectors that survive or vanish whole.
 pub fn judged_modes(db: ProbeDb) -> [ProbeMode; 3] {
     match db {
         ProbeDb::Sqlite { .. } => [ProbeMode::PowerLoss, ProbeMode::Torn, ProbeMode::ProcessCrash],
-        ProbeDb::Lmdb { .. } => [ProbeMode::PowerLoss, ProbeMode::TornWhole, ProbeMode::ProcessCrash],
+        ProbeDb::Lmdb { .. } | ProbeDb::Redb { .. } => {
+            [ProbeMode::PowerLoss, ProbeMode::TornWhole, ProbeMode::ProcessCrash]
+        }
     }
 }
 
@@ -105,6 +111,14 @@ const LMDB_NOSYNC: &str = "Don't flush system buffers to disk when committing a 
     disk. ... However, if the filesystem preserves write order and the MDB_WRITEMAP flag is not used, transactions \
     exhibit ACI ... and only lose D (durability). (The simulated file system does not preserve write order.)";
 
+const REDB_SOURCE: &str = "redb 4.6 src/transactions.rs, enum Durability (docs.rs/redb)";
+const REDB_IMMEDIATE: &str = "Commits with this durability level are guaranteed to be persistent as soon as \
+    [`WriteTransaction::commit`] returns.";
+const REDB_NONE: &str = "Commits with this durability level will not be persisted to disk unless followed by a \
+    commit with [`Durability::Immediate`]. ... in the event of a crash the database is still guaranteed to be \
+    consistent, and will return to either the last non-durable commit or the last full commit that was made \
+    (docs/design.md, Non-durable commits).";
+
 fn promise_of(allows: Behaviour, states: Behaviour, quote: &'static str, source: &'static str) -> Promise {
     Promise { allows, states, quote, source }
 }
@@ -116,6 +130,12 @@ pub fn promise(db: ProbeDb) -> Option<Promise> {
         return None;
     }
     Some(match db {
+        ProbeDb::Redb { durability: RedbDurability::Immediate } => {
+            promise_of(Durable, Durable, REDB_IMMEDIATE, REDB_SOURCE)
+        }
+        ProbeDb::Redb { durability: RedbDurability::None } => {
+            promise_of(LosesCommits, LosesCommits, REDB_NONE, REDB_SOURCE)
+        }
         ProbeDb::Lmdb { flags } => match flags {
             LmdbFlags::Default => promise_of(Durable, Durable, LMDB_DEFAULT, LMDB_H),
             LmdbFlags::NoMetaSync => promise_of(LosesCommits, LosesCommits, LMDB_NOMETASYNC, LMDB_H),

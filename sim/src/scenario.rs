@@ -301,6 +301,7 @@ impl Scenario {
             point_weights: PointKind::ALL.iter().map(|k| (*k, 1)).collect(),
             io_kinds: self.faults.iter().map(|f| f.fault).collect(),
             io_faults: self.faults.len(),
+            stops: 0,
             workload,
         };
         Case {

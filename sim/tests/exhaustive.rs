@@ -75,7 +75,10 @@ fn exhaustive_finds_what_it_should() {
         Settings { sqlite_journal: JournalMode::Delete, sqlite_sync: Synchronous::Full, ..Settings::default() };
     let found = run_exhaustive(&lost_unlink, &root, Depth::Recover);
     assert!(found.failure.is_some(), "DELETE+FULL: no lost journal unlink found");
-    assert!(found.trace.lines().iter().any(|l| l.contains("back: swingstore.sqlite-journal")), "the journal came back");
+    assert!(
+        found.trace.lines().iter().any(|l| l.contains("back: swingstore/swingstore.sqlite-journal")),
+        "the journal came back"
+    );
     let good = case(2, Design::StartPosition, None, false, Some(4));
     let first = run_exhaustive(&good, &root, Depth::NextBlock);
     assert!(first.failure.is_none(), "{:?}", first.failure);

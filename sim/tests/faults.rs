@@ -39,7 +39,10 @@ fn every_fault_kind_is_injected_and_start_position_survives() {
             *seeds_by_kind.entry(kind).or_default() += 1;
         }
         for fault in &report.faults {
-            let line = format!("I/O fault {fault}");
+            let line = match fault.named.fault {
+                FaultKind::Stop => format!("graceful {fault}"),
+                _ => format!("I/O fault {fault}"),
+            };
             assert!(report.trace.lines().iter().any(|l| l.starts_with(&line)), "seed {seed}: no `{line}` in the trace");
         }
     }

@@ -3,7 +3,7 @@
 //! faulty run crashes and which of its I/O operations fail.
 
 use crate::check::Failure;
-use crate::fault::{CrashAt, FaultAt, OpClass, PointKind};
+use crate::fault::{CrashAt, FaultAt, FaultKind, OpClass, PointKind};
 use crate::node::Snapshot;
 use crate::options::{Flags, Mutation, SeedOptions};
 use crate::summary::Skips;
@@ -171,6 +171,26 @@ fn seeded_plan(case: &Case, sites: &[Site]) -> Vec<CrashAt> {
     plan
 }
 
+/// A fault of kind `fault` at an operation of its class, drawn uniformly
+/// from all the reference run made (`None`: it made none).
+fn place_fault(fault: FaultKind, io_counts: &BTreeMap<(OpClass, u64), u64>, rng: &mut ChaCha8Rng) -> Option<FaultAt> {
+    let class = fault.class().expect("a fault at an operation");
+    let counts: Vec<(u64, u64)> =
+        io_counts.iter().filter(|((c, _), _)| *c == class).map(|((_, block), n)| (*block, *n)).collect();
+    let total: u64 = counts.iter().map(|(_, n)| n).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut ticket = rng.next_u64() % total;
+    for (block, n) in counts {
+        if ticket < n {
+            return Some(FaultAt { fault, block, nth: ticket + 1 });
+        }
+        ticket -= n;
+    }
+    None
+}
+
 /// The point at `ordinal`, named by kind, block and its count within that block.
 fn name_site(sites: &[Site], ordinal: usize) -> CrashAt {
     let site = sites[ordinal];
@@ -193,28 +213,18 @@ pub(super) fn ordinal_of(sites: &[Site], at: CrashAt) -> Option<usize> {
 }
 
 /// Where a seed's I/O faults go: each of a kind the seed gets, at an operation
-/// of the fault's class drawn uniformly from all the reference run made.
+/// of the fault's class drawn uniformly from all the reference run made; a
+/// graceful stop likewise at a crank's start.
 fn seeded_faults(case: &Case, io_counts: &BTreeMap<(OpClass, u64), u64>) -> Vec<FaultAt> {
     let options = &case.options;
     let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ 0x10_fa17);
     let mut plan = Vec::new();
     for _ in 0..options.io_faults {
         let fault = options.io_kinds[(rng.next_u64() % options.io_kinds.len() as u64) as usize];
-        let class = fault.class().expect("an I/O fault kind");
-        let counts: Vec<(u64, u64)> =
-            io_counts.iter().filter(|((c, _), _)| *c == class).map(|((_, block), n)| (*block, *n)).collect();
-        let total: u64 = counts.iter().map(|(_, n)| n).sum();
-        if total == 0 {
-            continue;
-        }
-        let mut ticket = rng.next_u64() % total;
-        for (block, n) in counts {
-            if ticket < n {
-                plan.push(FaultAt { fault, block, nth: ticket + 1 });
-                break;
-            }
-            ticket -= n;
-        }
+        plan.extend(place_fault(fault, io_counts, &mut rng));
+    }
+    for _ in 0..options.stops {
+        plan.extend(place_fault(FaultKind::Stop, io_counts, &mut rng));
     }
     plan.sort();
     plan.dedup();

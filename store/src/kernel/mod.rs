@@ -140,7 +140,8 @@ pub struct VatStatus {
     pub heap_summary: String,
 }
 
-/// A vat's heap rebuilt two ways (see [`Kernel::snapshot_heaps`]).
+/// A vat's heap rebuilt two ways: from its snapshot (and the span after
+/// it), and from the start of its span alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotHeaps {
     /// The transcript position the snapshot covers.
@@ -566,21 +567,18 @@ impl Kernel {
         Ok(status)
     }
 
-    /// For a vat with a snapshot: the heap digest of a worker rebuilt from
-    /// the snapshot, and of one rebuilt from the start of the span (they
-    /// must be equal); `None` for a vat without one. Neither goes online.
-    pub fn snapshot_heaps(&mut self, vat: &str) -> Result<Option<SnapshotHeaps>> {
+    /// For a vat with a snapshot: the transcript position it covers, and the
+    /// heap digest of a worker rebuilt from the start of the span without
+    /// it (which must equal the heap the snapshot gives, see
+    /// [`Kernel::vat_status`]); `None` for a vat without one. The worker
+    /// does not go online.
+    pub fn heap_without_snapshot(&mut self, vat: &str) -> Result<Option<(u64, String)>> {
         self.check_alive()?;
         let Some(record) = snapshots::record(&self.store, vat)? else {
             return Ok(None);
         };
-        let from_snapshot = workers::rebuild(&self.store, vat, From::LastSnapshot, &mut self.workers)?;
         let from_start = workers::rebuild(&self.store, vat, From::SpanStart, &mut self.workers)?;
-        Ok(Some(SnapshotHeaps {
-            position: record.position,
-            from_snapshot: from_snapshot.heap_digest(),
-            from_span_start: from_start.heap_digest(),
-        }))
+        Ok(Some((record.position, from_start.heap_digest())))
     }
 
     /// Each item of a vat's current span, as stored: `visit` sees it in place.

@@ -1,5 +1,6 @@
 //! `cargo xtask durability-matrix`: every durability setting of SQLite and
-//! LMDB, held against what their own documentation promises.
+//! LMDB, and redb as the host uses it, held against what their own
+//! documentation promises.
 //!
 //! Per setting (the other database at its durable default):
 //! 1. the database alone, observed directly: `--seeds` probes in each crash
@@ -20,14 +21,14 @@ use crate::pool::{jobs_or_cores, run_pool, PoolConfig, SeedSet};
 use crate::signals::{self, Interrupted};
 use clap::Args;
 use serde::Serialize;
-use sim::probe::{Behaviour, ProbeDb, ProbeMode, ProbeOutcome};
+use sim::probe::{Behaviour, ProbeDb, ProbeMode, ProbeOutcome, RedbDurability};
 use sim::promise::{judged_modes, promise, refused, Promise};
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
-use store::{Design, JournalMode, Synchronous};
+use store::{Design, HostDb, JournalMode, Synchronous};
 
 #[derive(Args, Debug)]
 pub struct MatrixArgs {
@@ -46,7 +47,8 @@ pub struct MatrixArgs {
     /// Also write every row as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Only these settings (`sqlite:JOURNAL:SYNC`, `lmdb:FLAGS`; repeatable).
+    /// Only these settings (`sqlite:JOURNAL:SYNC`, `lmdb:FLAGS`,
+    /// `redb:immediate`, `redb:none`; repeatable).
     #[arg(long = "setting", value_parser = ProbeDb::parse)]
     pub settings: Vec<ProbeDb>,
 }
@@ -168,7 +170,7 @@ fn probe_tasks(rows: &[ProbeDb]) -> Vec<(ProbeDb, ProbeMode)> {
     let mut tasks = Vec::new();
     for db in rows.iter().copied().filter(|db| refused(*db).is_none()) {
         tasks.extend(judged_modes(db).into_iter().map(|mode| (db, mode)));
-        if let ProbeDb::Lmdb { .. } = db {
+        if let ProbeDb::Lmdb { .. } | ProbeDb::Redb { .. } = db {
             tasks.push((db, ProbeMode::Torn));
         }
     }
@@ -278,6 +280,11 @@ fn store_column(db: ProbeDb, seeds: u64, jobs: Option<usize>) -> Result<String, 
         ProbeDb::Sqlite { journal, sync } => (spec.sqlite_journal, spec.sqlite_sync) = (journal, sync),
         ProbeDb::Lmdb { flags } => {
             (spec.sqlite_journal, spec.sqlite_sync, spec.lmdb_flags) = (JournalMode::Wal, Synchronous::Full, flags)
+        }
+        // The store's host database; redb's commits there are Immediate.
+        ProbeDb::Redb { durability: RedbDurability::Immediate } => spec.host_db = HostDb::Redb,
+        ProbeDb::Redb { durability: RedbDurability::None } => {
+            return Ok("not run: the host commits redb with Durability::Immediate".into())
         }
     }
     let config = PoolConfig::new(SeedSet::range(0, seeds), spec, jobs);
