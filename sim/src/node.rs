@@ -40,7 +40,7 @@ pub struct Snapshot {
     /// Snapshot files the kernel's open removed (crash leftovers).
     pub orphans_removed: Vec<String>,
     /// Snapshots kvStore refers to that are missing or corrupt, and files
-    /// no vat refers to, as a person reads them.
+    /// no vat refers to, as a person reads them (full snapshots only).
     pub snapshot_problems: Vec<String>,
     /// Per vat with a snapshot, its heap rebuilt from the snapshot and from
     /// the span's start (full snapshots only).
@@ -181,7 +181,6 @@ pub fn snapshot(node: &mut Chain, full: bool) -> store::Result<Snapshot> {
     snap.evictions = kernel.worker_stats().evictions;
     snap.orphans_removed = kernel.orphans_removed().to_vec();
     let vats = kernel.vat_ids()?;
-    snap.snapshot_problems = snapshot_problems(kernel, &vats)?;
     for vat in &vats {
         let mut digests = Vec::new();
         kernel.span_visit(vat, |position, item| {
@@ -191,6 +190,7 @@ pub fn snapshot(node: &mut Chain, full: bool) -> store::Result<Snapshot> {
         snap.spans.insert(vat.clone(), digests);
     }
     if full {
+        snap.snapshot_problems = snapshot_problems(kernel, &vats)?;
         kernel.evict_all();
         let before = kernel.worker_stats().replayed_deliveries;
         for vat in &vats {

@@ -91,7 +91,7 @@ pub fn crash_image(fs: &Fs, spec: CrashSpec, rng: &mut ChaCha8Rng) -> Image {
 /// samples their subsets instead of trying them all.
 const MAX_DIR_OPS_TRIED_ALL: usize = 6;
 /// Subsets sampled when more directory operations are pending.
-const DIR_OP_SAMPLES: u64 = 64;
+const DIR_OP_SAMPLES: u64 = 32;
 
 /// One crash state exhaustive mode explores at a point.
 pub struct CrashState {

@@ -40,7 +40,7 @@ pub enum SnapshotProblem {
 /// The snapshot files of one store.
 pub(crate) struct SnapStore {
     dir: PathBuf,
-    /// Files renamed into place since the directory was last synced.
+    /// Files renamed into place or deleted since the directory was last synced.
     unsynced: bool,
     mutant: Option<Mutant>,
 }
@@ -94,7 +94,8 @@ impl SnapStore {
         Ok(())
     }
 
-    /// Make the renames since the last call durable (a directory fsync).
+    /// Make the renames and deletions since the last call durable (a
+    /// directory fsync).
     pub(crate) fn sync_dir(&mut self) -> Result<()> {
         if !self.unsynced || self.mutant == Some(Mutant::SnapshotNoDirSync) {
             return Ok(());
@@ -119,11 +120,14 @@ impl SnapStore {
         Ok(Ok(bytes))
     }
 
-    /// Delete snapshot `hash` (or a temporary file of it); gone already is fine.
-    pub(crate) fn remove(&self, name: &str) -> Result<()> {
+    /// Delete a file of the snapshot directory; gone already is fine.
+    pub(crate) fn remove(&mut self, name: &str) -> Result<()> {
         match std::fs::remove_file(self.dir.join(name)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
-            _ => Ok(()),
+            _ => {
+                self.unsynced = true;
+                Ok(())
+            }
         }
     }
 

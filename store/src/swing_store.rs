@@ -341,13 +341,18 @@ impl SwingStore {
     }
 
     /// After a durable commit: delete the snapshots the block stopped
-    /// using. Their unlinks need no directory sync: a file that comes back
-    /// after a power loss is an orphan, which the next open removes.
+    /// using, and sync the directory. Correctness needs no sync there (a
+    /// file that comes back after a power loss is an orphan, which the next
+    /// open removes); it keeps deletions from piling up undecided.
     fn delete_doomed_snapshots(&mut self) -> Result<()> {
-        for hash in std::mem::take(&mut self.doomed_snapshots) {
-            self.snapshot_remove_now(&snap_store::SnapStore::name_of(&hash))?;
+        let doomed = std::mem::take(&mut self.doomed_snapshots);
+        for hash in &doomed {
+            self.snapshot_remove_now(&snap_store::SnapStore::name_of(hash))?;
         }
-        Ok(())
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        self.guarded(|s| s.snaps.sync_dir())
     }
 
     // ---- cranks ----
