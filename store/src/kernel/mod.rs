@@ -2,6 +2,7 @@
 //! (deliver, notify, create-vat, update-vat), vat workers rebuilt by replay, and
 //! one swing-store commit per block with the host's height in it.
 
+mod chain;
 pub mod keys;
 mod promises;
 mod run_queue;
@@ -9,6 +10,7 @@ mod syscalls;
 pub mod transcript;
 mod workers;
 
+pub use chain::ChainSend;
 pub use promises::{PromiseState, KERNEL_DECIDER};
 pub use run_queue::RunQueueEvent;
 pub use transcript::Span;
@@ -110,6 +112,8 @@ pub struct BlockReport {
     pub outcomes: Vec<VatOutcome>,
     pub committed: Vec<CommittedDelivery>,
     pub run_queue_left: u64,
+    /// The chain sends of the block's committed cranks, in order.
+    pub chain_sends: Vec<ChainSend>,
 }
 
 /// Everything a check compares about one vat.
@@ -193,6 +197,11 @@ impl Kernel {
         }
     }
 
+    /// The chain sends of the last committed block, as kvStore recorded them.
+    pub fn recorded_chain_sends(&self) -> Result<Vec<ChainSend>> {
+        chain::read(&self.store)
+    }
+
     /// Queue the host's inputs, run cranks (at most the per-block limit), then
     /// commit the block together with its height.
     pub fn run_block(&mut self, height: u64, inputs: &[HostInput]) -> Result<BlockReport> {
@@ -213,6 +222,7 @@ impl Kernel {
 
     fn run_block_inner(&mut self, height: u64, inputs: &[HostInput]) -> Result<BlockReport> {
         let mut report = BlockReport { height, ..BlockReport::default() };
+        chain::reset(&mut self.store)?;
         for input in inputs {
             self.queue_input(input)?;
         }
@@ -223,6 +233,7 @@ impl Kernel {
             self.run_crank(height, &mut report)?;
         }
         report.run_queue_left = run_queue::len(&self.store)?;
+        report.chain_sends = chain::read(&self.store)?;
         self.store.kv_set(keys::HOST_HEIGHT, &height.to_string())?;
         self.store.record_height(height);
         self.store.commit()?;
@@ -256,6 +267,7 @@ impl Kernel {
         self.store.reached(Point::CrankStart { height, crank })?;
         self.store.begin_crank()?;
         let event = run_queue::pop(&mut self.store)?;
+        let notified = event.notified_promise().map(str::to_string);
         let outcome = self.process(event)?;
         report.cranks += 1;
         report.outcomes.extend(outcome.vat_outcome);
@@ -265,6 +277,11 @@ impl Kernel {
                 report.aborted_cranks += 1;
                 self.abort_crank(abort)?;
             }
+        }
+        // In the crank that commits the event's consumption (the fresh one
+        // after an abort): a promise is retired exactly once.
+        if let Some(promise) = notified {
+            promises::notified(&mut self.store, &promise)?;
         }
         self.finish_crank(crank)
     }
@@ -302,8 +319,7 @@ impl Kernel {
                 self.deliver(&target, delivery, reject)
             }
             RunQueueEvent::Notify { vat, promise } => {
-                let state = promises::read(&self.store, &promise)?;
-                let resolution = state.resolution.ok_or_else(|| Error::Invariant(format!("notify of {promise}")))?;
+                let resolution = promises::resolution_to_notify(&self.store, &promise)?;
                 self.deliver(&vat, Delivery::Notify { promise, resolution }, None)
             }
             RunQueueEvent::CreateVat { vat, bundle, params } => self.create_vat(&vat, &bundle, params),
