@@ -199,16 +199,21 @@ pub enum Mutant {
     /// A storage error is recorded on disk, and every later block is refused,
     /// after a restart too: the store never makes progress again.
     PoisonPersists,
+    /// The LMDB commit writes the block's puts in one transaction and its
+    /// deletes in a second: a crash between the two leaves deleted keys
+    /// alive in a block whose height is committed.
+    LmdbDeletesSeparate,
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 6] = [
+    pub const ALL: [Mutant; 7] = [
         Mutant::LmdbFirst,
         Mutant::SqliteSyncOff,
         Mutant::AbortKeepsKv,
         Mutant::ReplayFromZero,
         Mutant::NoDirSync,
         Mutant::PoisonPersists,
+        Mutant::LmdbDeletesSeparate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -219,6 +224,7 @@ impl Mutant {
             Mutant::ReplayFromZero => "replay-from-zero",
             Mutant::NoDirSync => "no-dir-sync",
             Mutant::PoisonPersists => "poison-persists",
+            Mutant::LmdbDeletesSeparate => "lmdb-deletes-separate",
         }
     }
 }

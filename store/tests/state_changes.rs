@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use store::kernel::{ChainSend, PromiseState};
 use store::vat::{Delivery, Resolution, Syscall};
-use store::{Design, HostInput, Kernel, KernelConfig, StoreConfig};
+use store::{Design, HostInput, Kernel, KernelConfig, Mutant, StoreConfig};
 
 fn stash(vat: &str, n: i64) -> HostInput {
     send(vat, "stash", &[&n.to_string()])
@@ -166,4 +166,28 @@ fn rejected_promise_notifies_its_subscriber_then_retires() {
         assert_eq!(notify, &Delivery::Notify { promise: "kp1".into(), resolution: rejected }, "{design}");
         assert_eq!((promise(&k, "kp0"), promise(&k, "kp1")), (None, None), "{design}");
     }
+}
+
+/// The lmdb-deletes-separate mutation changes nothing a run without a crash
+/// can see: only a crash between its two commits reveals it.
+#[test]
+fn deletes_separate_mutation_is_invisible_without_a_crash() {
+    let mut blocks = chatty_blocks();
+    blocks.push(vec![stash("v1", 1), stash("v2", 2), publish("v3", 3)]);
+    blocks.push(vec![clear("v1", 1), clear("v2", 2), explode("v4"), bump("v1", 1)]);
+    let digests: Vec<String> = [None, Some(Mutant::LmdbDeletesSeparate)]
+        .into_iter()
+        .map(|mutant| {
+            let dir = tempdir();
+            let mut config = StoreConfig::new(Design::StartPosition);
+            config.mutant = mutant;
+            let mut k = Kernel::open(dir.path(), config, KernelConfig::default()).unwrap();
+            for block in &blocks {
+                run(&mut k, block);
+            }
+            k.close();
+            kv_digest(&kernel(dir.path(), Design::StartPosition, 2))
+        })
+        .collect();
+    assert_eq!(digests[0], digests[1]);
 }
