@@ -162,10 +162,16 @@ impl fmt::Display for Failure {
 
 /// The oracle (the vat code run without the store) must agree with every
 /// block the reference run commits: each delivery makes the syscalls the
-/// kernel recorded, with the results it recorded.
+/// kernel recorded, with the results it recorded, and the block's chain
+/// sends are those of its committed deliveries.
 pub(crate) fn oracle_agrees(oracle: &mut Oracle, report: &BlockReport) -> Result<(), Failure> {
     let disagree = |e| Failure::new(FailureKind::OracleMismatch, report.height, format!("oracle: {e}"));
-    oracle.apply(report).map_err(disagree)
+    let sends = oracle.apply(report).map_err(disagree)?;
+    if sends != report.chain_sends {
+        let (expected, found) = (store::vat::describe(&sends), store::vat::describe(&report.chain_sends));
+        return Err(disagree(format!("chain sends: expected {expected}, kernel reported {found}")));
+    }
+    Ok(())
 }
 
 /// At the end of the reference run, every vat the kernel rebuilds by replay

@@ -282,17 +282,24 @@ fn block_inputs(draw: &mut Draw, height: u64, vats: usize) -> Vec<HostInput> {
     (0..count).map(|_| one_input(draw, vats)).collect()
 }
 
+/// One host input: a message (bump, forward; stash, clear and publish, which
+/// set, overwrite and delete durable data and exports and make chain sends;
+/// explode, whose crank aborts) or an upgrade.
 fn one_input(draw: &mut Draw, vats: u64) -> HostInput {
     let target = vat_name(draw.below(vats));
+    let send = |target, method: &str, args| HostInput::Send { target, method: method.into(), args };
     match draw.below(100) {
-        0..=37 => HostInput::Send { target, method: "bump".into(), args: vec![draw.range(1, 9).to_string()] },
-        38..=79 => {
+        0..=29 => send(target, "bump", vec![draw.range(1, 9).to_string()]),
+        30..=65 => {
             let hops = draw.range(1, 3);
             let mut args = vec![draw.range(1, 9).to_string()];
             args.extend((0..hops).map(|_| vat_name(draw.below(vats))));
-            HostInput::Send { target, method: "forward".into(), args }
+            send(target, "forward", args)
         }
-        80..=89 => HostInput::Send { target, method: "explode".into(), args: vec![] },
+        66..=72 => send(target, "stash", vec![draw.range(1, 9).to_string()]),
+        73..=77 => send(target, "clear", vec![draw.range(1, 9).to_string()]),
+        78..=83 => send(target, "publish", vec![draw.range(1, 9).to_string()]),
+        84..=91 => send(target, "explode", vec![]),
         _ => HostInput::UpgradeVat {
             vat: target,
             bundle: draw.pick(UPGRADE_TARGETS).to_string(),

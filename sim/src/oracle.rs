@@ -1,10 +1,11 @@
 //! The oracle: vat code run directly on the deliveries that committed cranks made,
 //! with a vatstore modelled here, using none of the store's kv, stream, transcript
 //! or replay code. A bug shared by the reference run and the faulty run (both use
-//! the store) still shows up as a difference from the oracle.
+//! the store) still shows up as a difference from the oracle. The chain sends
+//! of a block are the ChainSend syscalls of its committed deliveries, in order.
 
 use std::collections::BTreeMap;
-use store::kernel::{BlockReport, CommittedDelivery};
+use store::kernel::{BlockReport, ChainSend, CommittedDelivery};
 use store::vat::{describe, DeliverError, Syscall, SyscallHandler, SyscallRecord, SyscallResult, VatWorker};
 
 /// One vat as the oracle sees it.
@@ -19,22 +20,28 @@ pub struct Oracle {
 }
 
 impl Oracle {
-    /// Apply a committed block; `Err` names the first disagreement with the kernel.
-    pub fn apply(&mut self, report: &BlockReport) -> Result<(), String> {
+    /// Apply a committed block: the chain sends it made. `Err` names the
+    /// first disagreement with the kernel's deliveries.
+    pub fn apply(&mut self, report: &BlockReport) -> Result<Vec<ChainSend>, String> {
+        let mut sends = Vec::new();
         for delivery in &report.committed {
-            self.apply_delivery(delivery).map_err(|e| format!("block {}: vat {}: {e}", report.height, delivery.vat))?;
+            let made = self.apply_delivery(delivery);
+            let made = made.map_err(|e| format!("block {}: vat {}: {e}", report.height, delivery.vat))?;
+            sends.extend(made.into_iter().map(|body| ChainSend { vat: delivery.vat.clone(), body }));
         }
-        Ok(())
+        Ok(sends)
     }
 
-    fn apply_delivery(&mut self, delivery: &CommittedDelivery) -> Result<(), String> {
+    /// Run one delivery on the model: the bodies of its chain sends.
+    fn apply_delivery(&mut self, delivery: &CommittedDelivery) -> Result<Vec<String>, String> {
         if let Some(bundle) = &delivery.new_worker {
             let worker = VatWorker::evaluate(bundle)?;
             let vatstore = self.vats.remove(&delivery.vat).map(|v| v.vatstore).unwrap_or_default();
             self.vats.insert(delivery.vat.clone(), OracleVat { worker, vatstore });
         }
         let vat = self.vats.get_mut(&delivery.vat).ok_or("delivery to a vat the oracle never saw start")?;
-        let mut model = ModelSyscalls { vatstore: &mut vat.vatstore, recorded: &delivery.entry.sc, next: 0 };
+        let recorded = &delivery.entry.sc;
+        let mut model = ModelSyscalls { vatstore: &mut vat.vatstore, recorded, next: 0, chain_sends: Vec::new() };
         let outcome = match vat.worker.deliver(&delivery.entry.d, &mut model) {
             Ok(()) => None,
             Err(DeliverError::Vat(message)) => Some(message),
@@ -46,7 +53,7 @@ impl Oracle {
         if outcome != delivery.entry.r {
             return Err(format!("outcome {} but kernel recorded {}", describe(&outcome), describe(&delivery.entry.r)));
         }
-        Ok(())
+        Ok(model.chain_sends)
     }
 
     /// Heap digest of every vat.
@@ -61,6 +68,8 @@ struct ModelSyscalls<'a> {
     vatstore: &'a mut BTreeMap<String, String>,
     recorded: &'a [SyscallRecord],
     next: usize,
+    /// The bodies of the delivery's chain sends, in order.
+    chain_sends: Vec<String>,
 }
 
 impl ModelSyscalls<'_> {
@@ -71,11 +80,22 @@ impl ModelSyscalls<'_> {
                 self.vatstore.insert(key.clone(), value.clone());
                 SyscallResult::Done
             }
+            Syscall::VatstoreDelete { key } => {
+                self.vatstore.remove(key);
+                SyscallResult::Done
+            }
             Syscall::VatstoreScan { prefix } => {
                 let entries = self.vatstore.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(prefix.as_str()));
                 SyscallResult::Entries { entries: entries.map(|(k, v)| (k.clone(), v.clone())).collect() }
             }
-            Syscall::Subscribe { .. } | Syscall::Resolve { .. } => SyscallResult::Done,
+            Syscall::ChainSend { body } => {
+                self.chain_sends.push(body.clone());
+                SyscallResult::Done
+            }
+            Syscall::Subscribe { .. }
+            | Syscall::Resolve { .. }
+            | Syscall::Export { .. }
+            | Syscall::DropExport { .. } => SyscallResult::Done,
             Syscall::Send { .. } => return None,
         })
     }

@@ -53,11 +53,15 @@ pub fn describe_block(report: &BlockReport) -> String {
         })
         .collect();
     format!(
-        "block {}: {} cranks ({} aborted), {} left queued{}{}",
+        "block {}: {} cranks ({} aborted), {} left queued{}{}{}",
         report.height,
         report.cranks,
         report.aborted_cranks,
         report.run_queue_left,
+        match report.chain_sends.len() {
+            0 => String::new(),
+            sends => format!(", {sends} chain sends"),
+        },
         if outcomes.is_empty() { "" } else { "; " },
         outcomes.join("; ")
     )

@@ -221,6 +221,10 @@ pub enum Mutant {
     /// A storage error is recorded on disk, and every later block is refused,
     /// after a restart too: the store never makes progress again.
     PoisonPersists,
+    /// The LMDB commit writes the block's puts in one transaction and its
+    /// deletes in a second: a crash between the two leaves deleted keys
+    /// alive in a block whose height is committed.
+    LmdbDeletesSeparate,
     /// snapStore renames a snapshot into place without syncing its data
     /// first (the 2022 truncated-snapshot bug, fixed by an fsync).
     SnapshotNoFsync,
@@ -241,13 +245,14 @@ pub enum Mutant {
 }
 
 impl Mutant {
-    pub const ALL: [Mutant; 12] = [
+    pub const ALL: [Mutant; 13] = [
         Mutant::LmdbFirst,
         Mutant::SqliteSyncOff,
         Mutant::AbortKeepsKv,
         Mutant::ReplayFromZero,
         Mutant::NoDirSync,
         Mutant::PoisonPersists,
+        Mutant::LmdbDeletesSeparate,
         Mutant::SnapshotNoFsync,
         Mutant::SnapshotNoDirSync,
         Mutant::SnapshotDeleteEarly,
@@ -264,6 +269,7 @@ impl Mutant {
             Mutant::ReplayFromZero => "replay-from-zero",
             Mutant::NoDirSync => "no-dir-sync",
             Mutant::PoisonPersists => "poison-persists",
+            Mutant::LmdbDeletesSeparate => "lmdb-deletes-separate",
             Mutant::SnapshotNoFsync => "snapshot-no-fsync",
             Mutant::SnapshotNoDirSync => "snapshot-no-dir-sync",
             Mutant::SnapshotDeleteEarly => "snapshot-delete-early",

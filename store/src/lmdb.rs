@@ -1,6 +1,6 @@
 //! kvStore's backing on LMDB (through heed): one environment, the unnamed database.
 
-use crate::config::LmdbFlags;
+use crate::config::{LmdbFlags, Mutant};
 use crate::error::{Error, Result};
 use heed::types::Str;
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, RoTxn};
@@ -16,16 +16,19 @@ pub(crate) struct LmdbKv {
     /// last commit (this store is the environment's only writer, and `commit`
     /// ends it first, so it always sees the last commit).
     reader: RefCell<Option<RoTxn<'static, heed::WithTls>>>,
+    /// The lmdb-deletes-separate mutation: puts and deletes in two commits.
+    deletes_separate: bool,
 }
 
 impl LmdbKv {
-    pub(crate) fn open(dir: &Path, map_bytes: usize, flags: LmdbFlags) -> Result<LmdbKv> {
+    pub(crate) fn open(dir: &Path, map_bytes: usize, flags: LmdbFlags, mutant: Option<Mutant>) -> Result<LmdbKv> {
         if !dir.exists() {
             create_env(dir, map_bytes, flags)?;
         }
         let env = open_env(dir, map_bytes, flags).map_err(|e| lmdb_open_error(dir, e))?;
         let db = create_main_db(&env)?;
-        Ok(LmdbKv { env: Some(env), db, reader: RefCell::new(None) })
+        let deletes_separate = mutant == Some(Mutant::LmdbDeletesSeparate);
+        Ok(LmdbKv { env: Some(env), db, reader: RefCell::new(None), deletes_separate })
     }
 
     fn env(&self) -> &Env {
@@ -56,11 +59,25 @@ impl LmdbKv {
         })
     }
 
-    /// Write every change of a block in one LMDB transaction and commit it.
+    /// Write every change of a block in one LMDB transaction and commit it
+    /// (the mutation: the puts in one, then the deletes in another).
     pub(crate) fn commit(&self, writes: &BTreeMap<String, Option<String>>) -> Result<()> {
         self.reader.borrow_mut().take();
+        if self.deletes_separate {
+            self.commit_some(writes, |value| value.is_some())?;
+            return self.commit_some(writes, |value| value.is_none());
+        }
+        self.commit_some(writes, |_| true)
+    }
+
+    /// Commit, in one transaction, the writes whose value `include` accepts.
+    fn commit_some(
+        &self,
+        writes: &BTreeMap<String, Option<String>>,
+        include: impl Fn(&Option<String>) -> bool,
+    ) -> Result<()> {
         let mut wtxn = self.env().write_txn()?;
-        for (key, value) in writes {
+        for (key, value) in writes.iter().filter(|(_, value)| include(value)) {
             match value {
                 Some(value) => self.db.put(&mut wtxn, key, value)?,
                 None => {

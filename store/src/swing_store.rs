@@ -81,7 +81,7 @@ impl SwingStore {
         std::fs::create_dir_all(dir)?;
         let conn = sqlite::open(&dir.join(SQLITE_FILE), &config)?;
         let lmdb = match config.design.uses_lmdb() {
-            true => Some(LmdbKv::open(&dir.join(LMDB_DIR), config.lmdb_map_bytes, config.lmdb_flags)?),
+            true => Some(LmdbKv::open(&dir.join(LMDB_DIR), config.lmdb_map_bytes, config.lmdb_flags, config.mutant)?),
             false => None,
         };
         let snaps = SnapStore::open(dir, config.mutant)?;

@@ -85,18 +85,18 @@ fn json_summary_has_the_documented_keys() {
 #[test]
 fn a_repro_line_repeats_narrowed_faults() {
     let narrowed = stdout(&xtask(&["sim", "--seeds", "2", "--design", "erase", "--faults", "torn,enospc"]));
-    assert!(narrowed.contains("repro: cargo xtask sim --seed 0 --design erase --faults enospc,torn\n"), "{narrowed}");
+    assert!(narrowed.contains("repro: cargo xtask sim --seed 1 --design erase --faults enospc,torn\n"), "{narrowed}");
     let default = stdout(&xtask(&["sim", "--seeds", "2", "--design", "erase"]));
-    assert!(default.contains("repro: cargo xtask sim --seed 0 --design erase\n"), "{default}");
+    assert!(default.contains("repro: cargo xtask sim --seed 1 --design erase\n"), "{default}");
 }
 
 #[test]
 fn a_repro_line_fails_again_the_same_way() {
-    let first = xtask(&["sim", "--seed", "2", "--design", "length-zero"]);
-    let again = xtask(&["sim", "--seed", "2", "--design", "length-zero"]);
+    let first = xtask(&["sim", "--seed", "3", "--design", "length-zero"]);
+    let again = xtask(&["sim", "--seed", "3", "--design", "length-zero"]);
     assert_eq!(first.status.code(), Some(1), "{first:?}");
     let (first, again) = (stdout(&first), stdout(&again));
-    assert!(first.starts_with("SEED=2 design=length-zero"), "the seed's first line: {first}");
+    assert!(first.starts_with("SEED=3 design=length-zero"), "the seed's first line: {first}");
     assert_eq!(line_starting(&first, "FAILED seed"), line_starting(&again, "FAILED seed"));
     assert_eq!(line_starting(&first, "trace hash"), line_starting(&again, "trace hash"));
 }
@@ -130,8 +130,9 @@ fn a_repro_line_reruns_exactly_what_failed() {
     ];
     for flags in flag_sets {
         let json = scratch("repro").with_extension("json");
-        let pool = xtask(&[&["sim", "--seeds", "1", "--json", json.to_str().unwrap()], flags].concat());
-        assert_eq!(pool.status.code(), Some(1), "{flags:?}: seed 0 fails: {pool:?}");
+        let seeds = ["sim", "--start", "3", "--seeds", "1"];
+        let pool = xtask(&[&seeds[..], &["--json", json.to_str().unwrap()], flags].concat());
+        assert_eq!(pool.status.code(), Some(1), "{flags:?}: seed 3 fails: {pool:?}");
         let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         let _ = std::fs::remove_file(&json);
         let failure = &summary["failures"][0];
@@ -142,7 +143,7 @@ fn a_repro_line_reruns_exactly_what_failed() {
         assert_eq!(again.status.code(), Some(1), "{repro}: {again:?}");
         let text = stdout(&again);
         let expected = format!(
-            "FAILED seed 0 design length-zero: {} at block {}: {}",
+            "FAILED seed 3 design length-zero: {} at block {}: {}",
             failure["kind"].as_str().unwrap(),
             failure["height"],
             failure["message"].as_str().unwrap()

@@ -2,6 +2,7 @@
 //! (deliver, notify, create-vat, update-vat), vat workers rebuilt by replay, and
 //! one swing-store commit per block with the host's height in it.
 
+mod chain;
 pub mod keys;
 mod promises;
 mod run_queue;
@@ -10,6 +11,7 @@ mod syscalls;
 pub mod transcript;
 mod workers;
 
+pub use chain::ChainSend;
 pub use promises::{PromiseState, KERNEL_DECIDER};
 pub use run_queue::RunQueueEvent;
 pub use snapshots::SnapshotRecord;
@@ -106,13 +108,6 @@ pub struct CommittedDelivery {
     pub entry: TranscriptEntry,
 }
 
-// MERGE-STUB: replaced by issue-13-state's chain sends.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChainSend {
-    pub vat: String,
-    pub body: String,
-}
-
 /// What one block did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockReport {
@@ -122,7 +117,8 @@ pub struct BlockReport {
     pub outcomes: Vec<VatOutcome>,
     pub committed: Vec<CommittedDelivery>,
     pub run_queue_left: u64,
-    pub chain_sends: Vec<ChainSend>, // MERGE-STUB
+    /// The chain sends of the block's committed cranks, in order.
+    pub chain_sends: Vec<ChainSend>,
 }
 
 /// Everything a check compares about one vat.
@@ -230,6 +226,11 @@ impl Kernel {
         }
     }
 
+    /// The chain sends of the last committed block, as kvStore recorded them.
+    pub fn recorded_chain_sends(&self) -> Result<Vec<ChainSend>> {
+        chain::read(&self.store)
+    }
+
     /// Queue the host's inputs, run cranks (at most the per-block limit), then
     /// commit the block together with its height.
     pub fn run_block(&mut self, height: u64, inputs: &[HostInput]) -> Result<BlockReport> {
@@ -252,6 +253,7 @@ impl Kernel {
         let mut report = BlockReport { height, ..BlockReport::default() };
         let snapshots_before = snapshots::in_use(&self.store, &self.vat_ids()?)?;
         self.snapshots_saved.clear();
+        chain::reset(&mut self.store)?;
         for input in inputs {
             self.queue_input(input)?;
         }
@@ -263,6 +265,7 @@ impl Kernel {
         }
         report.run_queue_left = run_queue::len(&self.store)?;
         self.retire_snapshots(snapshots_before)?;
+        report.chain_sends = chain::read(&self.store)?;
         self.store.kv_set(keys::HOST_HEIGHT, &height.to_string())?;
         self.store.record_height(height);
         self.store.commit()?;
@@ -336,6 +339,7 @@ impl Kernel {
         self.store.reached(Point::CrankStart { height, crank })?;
         self.store.begin_crank()?;
         let event = run_queue::pop(&mut self.store)?;
+        let notified = event.notified_promise().map(str::to_string);
         let outcome = self.process(event)?;
         report.cranks += 1;
         report.outcomes.extend(outcome.vat_outcome);
@@ -345,6 +349,11 @@ impl Kernel {
                 report.aborted_cranks += 1;
                 self.abort_crank(abort)?;
             }
+        }
+        // In the crank that commits the event's consumption (the fresh one
+        // after an abort): a promise is retired exactly once.
+        if let Some(promise) = notified {
+            promises::notified(&mut self.store, &promise)?;
         }
         self.finish_crank(crank)
     }
@@ -382,8 +391,7 @@ impl Kernel {
                 self.deliver(&target, delivery, reject)
             }
             RunQueueEvent::Notify { vat, promise } => {
-                let state = promises::read(&self.store, &promise)?;
-                let resolution = state.resolution.ok_or_else(|| Error::Invariant(format!("notify of {promise}")))?;
+                let resolution = promises::resolution_to_notify(&self.store, &promise)?;
                 self.deliver(&vat, Delivery::Notify { promise, resolution }, None)
             }
             RunQueueEvent::CreateVat { vat, bundle, params } => self.create_vat(&vat, &bundle, params),
@@ -585,11 +593,6 @@ impl Kernel {
     pub fn span_visit(&self, vat: &str, visit: impl FnMut(u64, &str) -> Result<()>) -> Result<()> {
         let span = transcript::span(&self.store, vat)?;
         self.store.stream_visit(&span.stream, span.start, span.end, visit)
-    }
-
-    /// MERGE-STUB
-    pub fn recorded_chain_sends(&self) -> Result<Vec<ChainSend>> {
-        Ok(Vec::new())
     }
 
     /// The chained hash of every crank's kv changes.

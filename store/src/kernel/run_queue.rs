@@ -16,6 +16,16 @@ pub enum RunQueueEvent {
     UpgradeVat { vat: String, bundle: String, params: VatParams, result: Option<String> },
 }
 
+impl RunQueueEvent {
+    /// The promise a notify event is of (`None` for any other event).
+    pub(crate) fn notified_promise(&self) -> Option<&str> {
+        match self {
+            RunQueueEvent::Notify { promise, .. } => Some(promise),
+            _ => None,
+        }
+    }
+}
+
 pub(crate) fn read_u64(store: &SwingStore, key: &str) -> Result<u64> {
     match store.kv_get(key)? {
         None => Ok(0),

@@ -1,8 +1,9 @@
 //! Live syscalls: a vat's requests answered from the kernel's state, and recorded.
 
+use super::chain;
 use super::keys;
 use super::promises;
-use super::run_queue::{self, RunQueueEvent};
+use super::run_queue::{self, read_u64, RunQueueEvent};
 use crate::error::{Error, Result};
 use crate::swing_store::SwingStore;
 use crate::vat::{Syscall, SyscallHandler, SyscallRecord, SyscallResult};
@@ -20,6 +21,10 @@ impl LiveSyscalls<'_> {
             Syscall::VatstoreGet { key } => SyscallResult::Value { value: self.store.kv_get(&(vatstore + key))? },
             Syscall::VatstoreSet { key, value } => {
                 self.store.kv_set(&(vatstore + key), value)?;
+                SyscallResult::Done
+            }
+            Syscall::VatstoreDelete { key } => {
+                self.store.kv_delete(&(vatstore + key))?;
                 SyscallResult::Done
             }
             Syscall::VatstoreScan { prefix } => {
@@ -48,7 +53,31 @@ impl LiveSyscalls<'_> {
                 }
                 SyscallResult::Done
             }
+            Syscall::Export { object } => {
+                self.export(object)?;
+                SyscallResult::Done
+            }
+            Syscall::DropExport { object } => {
+                self.store.kv_delete(&keys::clist(self.vat, object))?;
+                SyscallResult::Done
+            }
+            Syscall::ChainSend { body } => {
+                chain::record(self.store, self.vat, body)?;
+                SyscallResult::Done
+            }
         })
+    }
+
+    /// Give `object` a kernel object (`koN`) in the vat's c-list, unless it
+    /// has one: exporting an exported object changes nothing.
+    fn export(&mut self, object: &str) -> Result<()> {
+        let key = keys::clist(self.vat, object);
+        if self.store.kv_get(&key)?.is_some() {
+            return Ok(());
+        }
+        let next = read_u64(self.store, keys::OBJECT_NEXT_ID)?;
+        self.store.kv_set(keys::OBJECT_NEXT_ID, &(next + 1).to_string())?;
+        self.store.kv_set(&key, &format!("ko{next}"))
     }
 }
 

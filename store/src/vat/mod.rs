@@ -48,6 +48,9 @@ pub enum Syscall {
         key: String,
         value: String,
     },
+    VatstoreDelete {
+        key: String,
+    },
     /// Every vatstore entry whose key starts with `prefix`, in key order.
     VatstoreScan {
         prefix: String,
@@ -64,6 +67,19 @@ pub enum Syscall {
     Resolve {
         promise: String,
         resolution: Resolution,
+    },
+    /// Export one of the vat's objects (`o+N`): the kernel adds a c-list entry.
+    Export {
+        object: String,
+    },
+    /// The vat no longer exports `object`: its c-list entry goes.
+    DropExport {
+        object: String,
+    },
+    /// Ask the host chain to do something (a bridge or mailbox outbound in
+    /// agoric-sdk); it happens only if the crank commits.
+    ChainSend {
+        body: String,
     },
 }
 

@@ -214,6 +214,16 @@ impl Calls<'_> {
         Ok(())
     }
 
+    fn delete(&mut self, key: &str) -> Result<(), DeliverError> {
+        self.call(Syscall::VatstoreDelete { key: key.into() })?;
+        Ok(())
+    }
+
+    fn chain_send(&mut self, body: String) -> Result<(), DeliverError> {
+        self.call(Syscall::ChainSend { body })?;
+        Ok(())
+    }
+
     fn send(&mut self, target: &str, method: &str, args: Vec<String>) -> Result<String, DeliverError> {
         let syscall = Syscall::Send { target: target.into(), method: method.into(), args };
         match self.call(syscall)? {
@@ -295,15 +305,46 @@ fn message(
                 calls.heap.awaiting.insert(promise);
             }
         }
-        // explode(): write, then fail: the crank is aborted.
+        "stash" => stash(amount, calls)?,
+        "clear" => clear(amount, calls)?,
+        // publish(n): ask the host chain to publish the counter.
+        "publish" => calls.chain_send(format!("{} count={} n={amount}", def.id, calls.heap.counter))?,
+        // explode(): write, delete, ask the chain, then fail: the crank is
+        // aborted, and none of it may survive.
         "explode" => {
             calls.set("boom", "1")?;
+            calls.delete("count")?;
+            calls.chain_send(format!("{} explode", def.id))?;
             return Err(DeliverError::Vat("explode: vat threw".into()));
         }
         other => return Err(DeliverError::Vat(format!("unknown method {other}"))),
     }
     if let Some(result) = result {
         calls.resolve(result, calls.heap.counter.to_string())?;
+    }
+    Ok(())
+}
+
+/// The vatstore key and the exported object of stash slot `n mod 4`.
+fn stash_slot(n: i64) -> (String, String) {
+    let slot = n.rem_euclid(4);
+    (format!("stash.{slot}"), format!("o+{slot}"))
+}
+
+/// stash(n): set (or overwrite) slot `n mod 4` and export its object.
+fn stash(n: i64, calls: &mut Calls) -> Result<(), DeliverError> {
+    let (key, object) = stash_slot(n);
+    calls.set(&key, &format!("{n}@{}", calls.heap.counter))?;
+    calls.call(Syscall::Export { object })?;
+    Ok(())
+}
+
+/// clear(n): if slot `n mod 4` holds something, delete it and drop its export.
+fn clear(n: i64, calls: &mut Calls) -> Result<(), DeliverError> {
+    let (key, object) = stash_slot(n);
+    if calls.get(&key)?.is_some() {
+        calls.delete(&key)?;
+        calls.call(Syscall::DropExport { object })?;
     }
     Ok(())
 }
