@@ -1,6 +1,7 @@
 //! Every scenario under `scenarios/regressions/` (written by `cargo xtask shrink`)
-//! must still fail against its own design, with its failure kind (the harness
-//! keeps catching it), and must pass against `start-position` (the fix).
+//! must still fail against its own design (and mutant), with its failure kind
+//! (the harness keeps catching it), and must pass against `start-position`
+//! without the mutant (the fix).
 
 use sim::run::{run_case, scratch_root};
 use sim::scenario::{files_under, load};
@@ -18,7 +19,9 @@ fn regressions_still_fail_and_pass_with_the_fix() {
         let report = run_case(&scenario.case(None, false), &root);
         scenario.verdict(&report).unwrap_or_else(|e| panic!("{}: {e}", scenario.name));
         assert!(report.failure.is_some(), "{}: a regression must fail", scenario.name);
-        let fixed = run_case(&scenario.case(Some(Design::StartPosition), false), &root);
+        let mut fixed = scenario.case(Some(Design::StartPosition), false);
+        fixed.mutation = None;
+        let fixed = run_case(&fixed, &root);
         let failure = fixed.failure.map(|f| f.to_string());
         assert_eq!(failure, None, "{} against start-position", scenario.name);
     }

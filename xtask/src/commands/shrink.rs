@@ -1,5 +1,5 @@
-//! `cargo xtask shrink --seed S --design D`: shrink a failing seed to a small
-//! scenario and write it under `scenarios/regressions/`.
+//! `cargo xtask shrink --seed S --design D [--mutant M]`: shrink a failing
+//! seed to a small scenario and write it under `scenarios/regressions/`.
 
 use crate::args::{parse_number, usage_error, RunSpec};
 use crate::repo_root;
@@ -16,8 +16,8 @@ use store::Design;
 pub struct ShrinkArgs {
     #[arg(long, value_parser = parse_number)]
     pub seed: u64,
-    /// The seed's design and fault settings, as `sim` takes them (one design;
-    /// no mutant, no exhaustive or determinism run: a scenario records none).
+    /// The seed's design, fault settings and mutant, as `sim` takes them (one
+    /// design; no exhaustive or determinism run: a scenario records neither).
     #[command(flatten)]
     pub spec: RunSpec,
     /// At most this many candidate runs.
@@ -31,8 +31,8 @@ pub struct ShrinkArgs {
 /// The one design a shrink runs; `Err` for what a scenario cannot record.
 fn validate(spec: &RunSpec) -> Result<Design, String> {
     spec.validate()?;
-    if spec.mutant.is_some() || spec.exhaustive || spec.check_determinism {
-        return Err("shrink takes no --mutant, --exhaustive or --check-determinism".into());
+    if spec.exhaustive || spec.check_determinism {
+        return Err("shrink takes no --exhaustive or --check-determinism".into());
     }
     match spec.design.0[..] {
         [design] => Ok(design),
@@ -67,12 +67,14 @@ pub fn run(args: ShrinkArgs) -> ExitCode {
         return signal.exit_code();
     }
     let mut scenario = shrunk.scenario;
+    let mutant = args.spec.mutant.map_or(String::new(), |m| format!(" --mutant {m}"));
     scenario.description = format!(
-        "Shrunk by `cargo xtask shrink --seed {} --design {design}` from {} events to {}: fails with {}.",
+        "Shrunk by `cargo xtask shrink --seed {} --design {design}{mutant}` from {} events to {}: fails with {}.",
         args.seed, shrunk.events_before, shrunk.events_after, shrunk.kind
     );
     let dir = args.out.unwrap_or_else(|| repo_root().join("scenarios").join("regressions"));
-    let path = dir.join(format!("{design}-seed-{}.toml", args.seed));
+    let name = args.spec.mutant.map_or(design.name().to_string(), |m| m.name().to_string());
+    let path = dir.join(format!("{name}-seed-{}.toml", args.seed));
     let written = std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, scenario.to_toml()));
     if let Err(error) = written {
         eprintln!("error: cannot write {}: {error}", path.display());
