@@ -70,6 +70,7 @@ pub fn panicked(spec: &RunSpec, seed: u64, design: Design, why: &str) -> SeedRes
         evictions: 0,
         trace_hash: String::new(),
         failure: None,
+        coverage: Vec::new(),
     };
     with_failure(result, FailureKind::Panic, why, spec.repro_line(seed, design))
 }
@@ -84,6 +85,7 @@ fn with_failure(mut result: SeedResult, kind: FailureKind, message: &str, repro:
         fault: None,
         height: 0,
         message: message.to_string(),
+        detail: Vec::new(),
         repro,
     });
     result
