@@ -49,10 +49,10 @@ pub struct SoakArgs {
     /// Write a bug report (Markdown, timelines as SVG) per failure into this directory.
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// With --report: report at most this many failures (the first by seed; the
-    /// first --max-shrink of them shrunk).
-    #[arg(long, default_value = "50")]
-    pub max_reports: usize,
+    /// With --report: report at most this many failures (the first by seed;
+    /// default: every failure). The first --max-shrink of them are shrunk.
+    #[arg(long)]
+    pub max_reports: Option<usize>,
 }
 
 /// What a soak covered, besides the summary: which seeds, exactly.
@@ -123,7 +123,8 @@ pub fn run(args: SoakArgs) -> ExitCode {
     summary.interrupted = signals::interrupted().map(Interrupted::name);
     print_summary(&summary);
     if let (Some(dir), None) = (&args.report, signals::interrupted()) {
-        if let Err(message) = report_failures(&summary, &spec, &shrunk, dir, args.max_reports) {
+        let max = args.max_reports.unwrap_or(usize::MAX);
+        if let Err(message) = report_failures(&summary, &spec, &shrunk, dir, max) {
             return usage_error(message);
         }
     }
