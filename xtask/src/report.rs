@@ -120,6 +120,9 @@ fn print_coverage(summary: &Summary) {
         let never = if seeds == 0 { "   <- never reached" } else { "" };
         println!("    {}: {seeds}{never}", state.name);
     }
+    for (name, why) in sim::coverage::left_out() {
+        println!("    ({name}: left off the list: {why})");
+    }
 }
 
 /// `--require-coverage`: whether every state on the coverage list was
