@@ -6,9 +6,9 @@
 //!
 //! The list is [`states`]: a crash at every kind of durability point
 //! ([`PointKind::ALL`]; a kind the store has no point of yet says why in
-//! [`no_point_yet`]), an injection of every fault kind ([`FaultKind::ALL`]),
-//! then the conjunctions in [`CONJUNCTIONS`]; a state considered and left
-//! off says why in [`LEFT_OFF`]. A new mechanism adds its
+//! `no_point_yet`), an injection of every fault kind ([`FaultKind::ALL`]),
+//! then the conjunctions in `CONJUNCTIONS`; a state considered and left
+//! off says why in `LEFT_OFF`. A new mechanism adds its
 //! point kind (counted here at once, and a compile error in `no_point_yet`
 //! until it is placed there) and its own conjunctions to `CONJUNCTIONS`,
 //! from the structured record of a run: the crashes and I/O faults (with
@@ -23,10 +23,9 @@ use crate::event::Event;
 use crate::fault::{FaultKind, PointKind};
 use crate::run::{Reference, SeedReport};
 use crate::world::PointRecord;
-use serde::Serialize;
 
 /// One rare state on the list.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct State {
     pub name: String,
     /// Why it matters, in one line.
@@ -183,7 +182,7 @@ pub fn states() -> Vec<State> {
 }
 
 /// The states left off the list, each with why: kinds of point the store
-/// has none of yet, and the states of [`LEFT_OFF`].
+/// has none of yet, and the states of `LEFT_OFF`.
 pub fn left_out() -> Vec<(String, &'static str)> {
     let kinds = PointKind::ALL.into_iter().filter_map(|kind| Some((crash_state(kind), no_point_yet(kind)?)));
     kinds.chain(LEFT_OFF.iter().map(|(name, why)| (name.to_string(), *why))).collect()

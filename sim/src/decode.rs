@@ -9,7 +9,7 @@ use store::vat::{Delivery, Resolution, Syscall, SyscallRecord, SyscallResult, Tr
 /// Decoded items longer than this are cut (their digest names them whole).
 const MAX_ITEM_CHARS: usize = 240;
 
-/// A transcript item's text decoded, cut to [`MAX_ITEM_CHARS`]; the text
+/// A transcript item's text decoded, cut to `MAX_ITEM_CHARS`; the text
 /// itself when it is not a transcript entry.
 pub fn item(text: &str) -> String {
     let decoded = match TranscriptEntry::decode(text) {

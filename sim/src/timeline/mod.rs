@@ -3,7 +3,7 @@
 //! height it had acknowledged and the height that was durable on the
 //! simulated disk at that point (what a power loss there would keep); the
 //! crashes, I/O faults and recoveries the host saw; and the check that
-//! failed, with what differs decoded. [`build`] gathers it after a pictured
+//! failed, with what differs decoded. `build` gathers it after a pictured
 //! run ([`crate::run::run_case_pictured`]); [`Timeline::svg`] draws it.
 //!
 //! The heights are read, not inferred: each point's power-loss image
