@@ -132,6 +132,8 @@ impl fmt::Display for FailureKind {
 pub struct Failure {
     pub kind: FailureKind,
     pub message: String,
+    /// What differs, decoded (transcript items, kv values, heaps), a line each.
+    pub detail: Vec<String>,
     /// The last crash before the failure, if any.
     pub point: Option<Box<PointRecord>>,
     /// The last I/O fault before the failure, if any.
@@ -143,7 +145,12 @@ pub struct Failure {
 impl Failure {
     /// A failure with no crash or fault before it.
     pub fn new(kind: FailureKind, height: u64, message: String) -> Failure {
-        Failure { kind, message, point: None, fault: None, height }
+        Failure { kind, message, detail: Vec::new(), point: None, fault: None, height }
+    }
+
+    /// A failure of `kind` at `height` for what `diff` found.
+    fn of_diff(kind: FailureKind, height: u64, diff: Diff) -> Failure {
+        Failure { detail: diff.detail, ..Failure::new(kind, height, diff.message) }
     }
 }
 
@@ -176,9 +183,12 @@ pub(crate) fn oracle_agrees(oracle: &mut Oracle, report: &BlockReport) -> Result
 
 /// At the end of the reference run, every vat the kernel rebuilds by replay
 /// (`last`) must have the heap the oracle computed.
-pub(crate) fn oracle_heaps(heaps: &BTreeMap<String, String>, last: &Snapshot, height: u64) -> Result<(), Failure> {
-    match diff_heaps(heaps, last) {
-        Some(diff) => Err(Failure::new(FailureKind::OracleMismatch, height, format!("oracle: {diff}"))),
+pub(crate) fn oracle_heaps(oracle: &Oracle, last: &Snapshot, height: u64) -> Result<(), Failure> {
+    match diff_heaps(&oracle.heap_digests(), last, &|vat| oracle.heap_json(vat)) {
+        Some(diff) => {
+            let diff = Diff { message: format!("oracle: {}", diff.message), ..diff };
+            Err(Failure::of_diff(FailureKind::OracleMismatch, height, diff))
+        }
         None => Ok(()),
     }
 }
@@ -207,7 +217,7 @@ pub(crate) fn recovery(reference: &Reference, acked: u64, found: &Snapshot) -> R
         let message = format!("after the restart the host is at height {}, the kernel at {height}", found.host_height);
         return Err(Failure::new(FailureKind::HeightMismatch, height, message));
     }
-    same_state(&reference.snapshots[height as usize], &reference.heaps[height as usize], found, height)?;
+    same_state(reference, height, &reference.snapshots[height as usize], found)?;
     Ok(height)
 }
 
@@ -215,7 +225,7 @@ pub(crate) fn recovery(reference: &Reference, acked: u64, found: &Snapshot) -> R
 /// are the reference's.
 pub(crate) fn final_state(reference: &Reference, found: &Snapshot) -> Result<(), Failure> {
     let height = reference.reports.len() as u64;
-    same_state(&reference.final_snapshot, &reference.heaps[height as usize], found, height)
+    same_state(reference, height, &reference.final_snapshot, found)
         .map_err(|f| Failure { kind: FailureKind::FinalMismatch, ..f })?;
     if found.activity_hash != reference.final_snapshot.activity_hash {
         let message =
@@ -225,28 +235,28 @@ pub(crate) fn final_state(reference: &Reference, found: &Snapshot) -> Result<(),
     Ok(())
 }
 
-/// `found` at `height` against the reference's state there and the oracle's heaps.
-fn same_state(
-    expected: &Snapshot,
-    heaps: &BTreeMap<String, String>,
-    found: &Snapshot,
-    height: u64,
-) -> Result<(), Failure> {
+/// `found` at `height` against `expected`, the reference's state there, and
+/// the oracle's heaps; what differs is decoded from the reference's items
+/// and the oracle run again to `height` (only then: this costs nothing while
+/// the states agree).
+fn same_state(reference: &Reference, height: u64, expected: &Snapshot, found: &Snapshot) -> Result<(), Failure> {
     if let Some(diff) = diff_kv(&expected.kv, &found.kv) {
-        return Err(Failure::new(FailureKind::StateMismatch, height, diff));
+        return Err(Failure::of_diff(FailureKind::StateMismatch, height, diff));
     }
-    if let Some(diff) = diff_spans(expected, found) {
-        return Err(Failure::new(FailureKind::TranscriptMismatch, height, diff));
+    let text = |digest: &str| found.item_texts.get(digest).cloned().or_else(|| reference.item_text(digest));
+    if let Some(diff) = diff_spans(expected, found, &text) {
+        return Err(Failure::of_diff(FailureKind::TranscriptMismatch, height, diff));
     }
-    if let Some(diff) = diff_heaps(heaps, found) {
-        return Err(Failure::new(FailureKind::HeapMismatch, height, diff));
+    let oracle_heap = |vat: &str| reference.oracle_at(height).heap_json(vat);
+    if let Some(diff) = diff_heaps(&reference.heaps[height as usize], found, &oracle_heap) {
+        return Err(Failure::of_diff(FailureKind::HeapMismatch, height, diff));
     }
     if let Some(diff) = diff_snapshot_heaps(found) {
         return Err(Failure::new(FailureKind::HeapMismatch, height, diff));
     }
     snapshots_sound(found, height)?;
     match diff_kv(&expected.host, &found.host) {
-        Some(diff) => Err(Failure::new(FailureKind::HostStateMismatch, height, format!("host database: {diff}"))),
+        Some(diff) => Err(Failure::of_diff(FailureKind::HostStateMismatch, height, diff.named("host database"))),
         None => Ok(()),
     }
 }
@@ -271,7 +281,7 @@ pub(crate) fn host_follows(reports: &[BlockReport], found: &Snapshot, height: u6
         expected.extend(store::chain::host_entries(report.height, &report.chain_sends));
     }
     match diff_kv(&expected, &found.host) {
-        Some(diff) => Err(Failure::new(FailureKind::OracleMismatch, height, format!("host database: {diff}"))),
+        Some(diff) => Err(Failure::of_diff(FailureKind::OracleMismatch, height, diff.named("host database"))),
         None => Ok(()),
     }
 }
@@ -298,46 +308,110 @@ pub(crate) fn plan_reached(crashes_left: &[CrashAt], faults_left: &[FaultAt]) ->
     Some(Failure::new(FailureKind::InvalidPlan, first.block, message))
 }
 
-/// The first difference between two kv maps, or `None`.
-pub fn diff_kv(expected: &BTreeMap<String, String>, found: &BTreeMap<String, String>) -> Option<String> {
-    let keys = expected.keys().chain(found.keys());
-    let mut differing = keys.filter(|k| expected.get(*k) != found.get(*k)).collect::<Vec<_>>();
-    differing.sort();
-    let key = differing.first()?;
-    Some(format!("kv {key}: expected {:?}, found {:?}", expected.get(*key), found.get(*key)))
+/// What a comparison found different: one line, and what it names decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diff {
+    pub message: String,
+    /// A line per differing thing (kv key, transcript item, heap field).
+    pub detail: Vec<String>,
 }
 
-/// The first difference between the spans of two snapshots, or `None`.
-pub fn diff_spans(expected: &Snapshot, found: &Snapshot) -> Option<String> {
+impl Diff {
+    /// This diff, its message prefixed with what was compared.
+    fn named(self, what: &str) -> Diff {
+        Diff { message: format!("{what}: {}", self.message), ..self }
+    }
+}
+
+/// Differing kv keys listed in a [`Diff`]'s detail at most.
+const MAX_KV_LINES: usize = 12;
+
+/// The first difference between two kv maps (every differing key, with both
+/// values, in the detail), or `None`.
+pub fn diff_kv(expected: &BTreeMap<String, String>, found: &BTreeMap<String, String>) -> Option<Diff> {
+    let mut keys: Vec<&String> = expected.keys().chain(found.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let differing: Vec<&String> = keys.into_iter().filter(|k| expected.get(*k) != found.get(*k)).collect();
+    let line = |key: &String| format!("kv {key}: expected {:?}, found {:?}", expected.get(key), found.get(key));
+    let message = line(differing.first()?);
+    let mut detail: Vec<String> = differing.iter().take(MAX_KV_LINES).map(|key| line(key)).collect();
+    if differing.len() > MAX_KV_LINES {
+        detail.push(format!("... and {} more kv keys", differing.len() - MAX_KV_LINES));
+    }
+    Some(Diff { message, detail })
+}
+
+/// The first difference between the spans of two snapshots, or `None`; the
+/// differing items decoded from their texts (`text`: the item of a digest).
+pub fn diff_spans(expected: &Snapshot, found: &Snapshot, text: &dyn Fn(&str) -> Option<String>) -> Option<Diff> {
     for (vat, items) in &expected.spans {
         let Some(found_items) = found.spans.get(vat) else {
-            return Some(format!("vat {vat}: span missing"));
+            return Some(Diff { message: format!("vat {vat}: span missing"), detail: Vec::new() });
         };
-        if items != found_items {
-            let first = items.iter().zip(found_items).find(|(a, b)| a != b);
-            return Some(match first {
-                Some((a, b)) => format!("vat {vat}: item {} expected {}, found item {} {}", a.0, a.1, b.0, b.1),
-                None => format!("vat {vat}: {} items expected, {} found", items.len(), found_items.len()),
-            });
+        if items == found_items {
+            continue;
         }
+        let Some((a, b)) = items.iter().zip(found_items).find(|(a, b)| a != b) else {
+            let message = format!("vat {vat}: {} items expected, {} found", items.len(), found_items.len());
+            let extra = items.iter().skip(found_items.len()).chain(found_items.iter().skip(items.len()));
+            let side = if items.len() > found_items.len() { "missing" } else { "extra" };
+            let detail = extra.map(|(position, digest)| item_line(side, *position, digest, text)).collect();
+            return Some(Diff { message, detail });
+        };
+        let short = |digest: &str| text(digest).and_then(|t| crate::decode::delivery_of(&t)).unwrap_or_default();
+        let message = format!(
+            "vat {vat}: item {} expected {} {}, found item {} {} {}",
+            a.0,
+            a.1,
+            short(&a.1),
+            b.0,
+            b.1,
+            short(&b.1)
+        );
+        let detail = vec![item_line("expected", a.0, &a.1, text), item_line("found", b.0, &b.1, text)];
+        return Some(Diff { message, detail });
     }
     None
 }
 
-/// Every rebuilt vat's heap against the oracle's.
-pub fn diff_heaps(oracle: &BTreeMap<String, String>, found: &Snapshot) -> Option<String> {
+/// One transcript item of a diff, decoded: `expected item 0 (5ea75d5e6fa2): startVat(...) | ... | ok`.
+fn item_line(side: &str, position: u64, digest: &str, text: &dyn Fn(&str) -> Option<String>) -> String {
+    let decoded = text(digest).map_or("(text not at hand)".to_string(), |t| crate::decode::item(&t));
+    format!("{side} item {position} ({digest}): {decoded}")
+}
+
+/// Every rebuilt vat's heap against the oracle's digests (`oracle_heap`: the
+/// oracle's heap of a vat as JSON, to decode the first that differs).
+pub fn diff_heaps(
+    oracle: &BTreeMap<String, String>,
+    found: &Snapshot,
+    oracle_heap: &dyn Fn(&str) -> Option<String>,
+) -> Option<Diff> {
     let vats: Vec<&String> = found.vats.keys().collect();
     let oracle_vats: Vec<&String> = oracle.keys().collect();
     if vats != oracle_vats {
-        return Some(format!("vats: oracle has {oracle_vats:?}, kernel has {vats:?}"));
+        return Some(Diff {
+            message: format!("vats: oracle has {oracle_vats:?}, kernel has {vats:?}"),
+            detail: vec![],
+        });
     }
     for (vat, status) in &found.vats {
         if oracle[vat] != status.heap_digest {
             let (expected, heap) = (&oracle[vat], &status.heap_summary);
-            return Some(format!("vat {vat}: heap {} ({heap}), oracle expected {expected}", status.heap_digest));
+            let message = format!("vat {vat}: heap {} ({heap}), oracle expected {expected}", status.heap_digest);
+            let detail = match oracle_heap(vat) {
+                Some(expected) => crate::decode::heap_fields(&expected, &status.heap)
+                    .into_iter()
+                    .map(|line| format!("vat {vat} heap {line}"))
+                    .collect(),
+                None => vec![format!("vat {vat} heap found {}", status.heap)],
+            };
+            return Some(Diff { message, detail });
         }
         if status.start > status.end {
-            return Some(format!("vat {vat}: start {} > end {}", status.start, status.end));
+            let message = format!("vat {vat}: start {} > end {}", status.start, status.end);
+            return Some(Diff { message, detail: Vec::new() });
         }
     }
     None

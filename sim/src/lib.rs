@@ -1,8 +1,11 @@
 //! The deterministic simulator. See ARCHITECTURE.md.
 
 pub mod check;
+pub mod coverage;
 pub mod cow;
+pub mod decode;
 pub mod disk;
+pub mod event;
 pub mod fault;
 pub mod node;
 pub mod options;
@@ -13,5 +16,6 @@ pub mod run;
 pub mod scenario;
 pub mod shrink;
 pub mod summary;
+pub mod timeline;
 pub mod trace;
 pub mod world;

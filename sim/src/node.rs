@@ -51,12 +51,20 @@ pub struct Snapshot {
     pub activity_hash: String,
     /// Per vat, each item of the current span: (position, digest of the item).
     pub spans: BTreeMap<String, Vec<(u64, String)>>,
+    /// The text of every span item by its digest (full snapshots only: what
+    /// a diverging item is decoded from).
+    pub item_texts: BTreeMap<String, String>,
+    /// The vats whose workers were online (the others are rebuilt when next used).
+    pub online: Vec<String>,
     /// Per vat, with every worker rebuilt by replay (full snapshots only).
     pub vats: BTreeMap<String, VatStatus>,
     /// Deliveries replayed to rebuild the workers (full snapshots only).
     pub replayed: u64,
     /// Workers evicted by the cap since the kernel opened.
     pub evictions: u64,
+    /// Workers of upgraded vats rebuilt by replay since the kernel opened
+    /// (before this snapshot's own rebuilds).
+    pub rebuilds_after_upgrade: u64,
 }
 
 pub enum Request {
@@ -104,12 +112,15 @@ fn chain_config(setup: &KernelSetup) -> ChainConfig {
     }
 }
 
+/// LMDB's map size for the simulated store (and for reading its images).
+pub(crate) const LMDB_MAP_BYTES: usize = 4 << 20;
+
 fn store_config(setup: &KernelSetup) -> StoreConfig {
     let mut config = StoreConfig::new(setup.design);
     setup.settings.configure(&mut config);
     config.mutant = setup.mutant;
     config.sqlite_vfs = Some(crate::disk::sqlite::VFS_NAME.to_string());
-    config.lmdb_map_bytes = 4 << 20;
+    config.lmdb_map_bytes = LMDB_MAP_BYTES;
     config.observer = Box::new(SimObserver);
     config
 }
@@ -179,12 +190,18 @@ pub fn snapshot(node: &mut Chain, full: bool) -> store::Result<Snapshot> {
     snap.kv = kernel.store().kv_scan("")?;
     snap.activity_hash = kernel.activity_hash()?;
     snap.evictions = kernel.worker_stats().evictions;
+    snap.rebuilds_after_upgrade = kernel.worker_stats().rebuilds_after_upgrade;
+    snap.online = kernel.workers_online();
     snap.orphans_removed = kernel.orphans_removed().to_vec();
     let vats = kernel.vat_ids()?;
     for vat in &vats {
         let mut digests = Vec::new();
         kernel.span_visit(vat, |position, item| {
-            digests.push((position, item_digest(item)));
+            let digest = item_digest(item);
+            if full {
+                snap.item_texts.insert(digest.clone(), item.to_string());
+            }
+            digests.push((position, digest));
             Ok(())
         })?;
         snap.spans.insert(vat.clone(), digests);
@@ -229,6 +246,7 @@ fn snapshot_problems(kernel: &Kernel, vats: &[String]) -> store::Result<Vec<Stri
     Ok(problems)
 }
 
-fn item_digest(item: &str) -> String {
+/// The digest a snapshot keeps of a transcript item (12 hex digits).
+pub fn item_digest(item: &str) -> String {
     store::vat::hex(&Sha256::digest(item.as_bytes())[..6])
 }

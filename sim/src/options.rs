@@ -145,6 +145,9 @@ pub struct SeedOptions {
     pub settings: Settings,
     /// How many crashes the faulty run gets (each after the previous).
     pub crashes: usize,
+    /// With two crashes: the second in the block of the first (while it
+    /// recovers, or runs the block again), instead of a later block.
+    pub same_block_crash: bool,
     /// Relative weights of the kinds of crash point for the first crash.
     pub point_weights: BTreeMap<PointKind, u32>,
     /// The I/O fault kinds this seed gets (swarm: a subset of `--faults`).
@@ -223,6 +226,8 @@ impl SeedOptions {
         let crash = CrashSpec { mode, torn };
         let (io_kinds, io_faults, stops) = (faults.io_kinds, faults.io_faults, faults.stops);
         let settings = flags.settings;
+        // From a stream of its own: the seeds that do not draw it keep every other draw.
+        let same_block_crash = Draw(ChaCha8Rng::seed_from_u64(seed ^ 0x2c_5a3e)).chance(25);
         SeedOptions {
             seed,
             vats,
@@ -231,6 +236,7 @@ impl SeedOptions {
             crash,
             settings,
             crashes,
+            same_block_crash,
             point_weights,
             io_kinds,
             io_faults,
@@ -332,6 +338,11 @@ impl fmt::Display for SeedOptions {
             self.kernel.max_workers_online,
             self.kernel.snapshot_interval.map_or("never".to_string(), |k| k.to_string()),
             self.crashes
-        )
+        )?;
+        // Said only when it applies, so that the other seeds' headers stay as they were.
+        if self.crashes == 2 && self.same_block_crash {
+            f.write_str(" second_crash=same-block")?;
+        }
+        Ok(())
     }
 }

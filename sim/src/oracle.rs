@@ -60,6 +60,11 @@ impl Oracle {
     pub fn heap_digests(&self) -> BTreeMap<String, String> {
         self.vats.iter().map(|(vat, v)| (vat.clone(), v.worker.heap_digest())).collect()
     }
+
+    /// The heap of `vat` as JSON, if the oracle knows the vat.
+    pub fn heap_json(&self, vat: &str) -> Option<String> {
+        self.vats.get(vat).map(|v| v.worker.heap_json())
+    }
 }
 
 /// Answers vatstore syscalls from the model; others from the kernel's record

@@ -42,7 +42,8 @@
 use crate::check::FailureKind;
 use crate::fault::{CrashAt, CrashSpec, FaultAt, FaultMode, PointKind};
 use crate::options::{Mutation, SeedOptions, Settings};
-use crate::run::{Case, CrashPlan, FaultPlan, SeedReport};
+use crate::run::{run_case_pictured, Case, CrashPlan, FaultPlan, SeedReport};
+use crate::timeline::Timeline;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use store::kernel::{HostInput, KernelConfig};
@@ -298,6 +299,7 @@ impl Scenario {
             crash: self.crash,
             settings: self.settings,
             crashes: self.plan.len(),
+            same_block_crash: false,
             point_weights: PointKind::ALL.iter().map(|k| (*k, 1)).collect(),
             io_kinds: self.faults.iter().map(|f| f.fault).collect(),
             io_faults: self.faults.len(),
@@ -313,6 +315,12 @@ impl Scenario {
             mutation: self.mutation,
             verbose,
         }
+    }
+
+    /// A run of this scenario (verbose) and its timeline, titled with its name.
+    pub fn run_pictured(&self, root: &Path) -> (SeedReport, Timeline) {
+        let (report, timeline) = run_case_pictured(&self.case(None, true), root);
+        (report, timeline.titled(format!("scenario {}, design {}", self.name, self.design)))
     }
 
     /// Whether a run of this scenario (with its own design) came out as expected.

@@ -20,6 +20,9 @@ pub struct FailureRecord {
     pub fault: Option<String>,
     pub height: u64,
     pub message: String,
+    /// What differs, decoded (transcript items, kv values, heaps), a line each.
+    #[serde(default)]
+    pub detail: Vec<String>,
     pub repro: String,
 }
 
@@ -43,6 +46,9 @@ pub struct SeedResult {
     pub evictions: u64,
     pub trace_hash: String,
     pub failure: Option<FailureRecord>,
+    /// The rare states of [`crate::coverage`] the seed reached.
+    #[serde(default)]
+    pub coverage: Vec<String>,
 }
 
 /// Planned events a seed did not get, and I/O faults its store survived
@@ -78,6 +84,7 @@ impl SeedResult {
             fault: f.fault.as_ref().map(|p| p.to_string()),
             height: f.height,
             message: f.message.clone(),
+            detail: f.detail.clone(),
             repro: repro.to_string(),
         });
         SeedResult {
@@ -92,6 +99,7 @@ impl SeedResult {
             evictions: report.evictions,
             trace_hash: report.trace.hash(),
             failure,
+            coverage: report.coverage.clone(),
         }
     }
 }
@@ -117,6 +125,10 @@ pub struct Summary {
     /// Seeded events skipped, and I/O faults absorbed, over all seeds.
     #[serde(default)]
     pub skips: Skips,
+    /// Per rare state of [`crate::coverage`], the seeds that reached it
+    /// (every state on the list, reached or not).
+    #[serde(default)]
+    pub coverage: BTreeMap<String, u64>,
     pub recoveries_checked: u64,
     pub cranks: u64,
     pub evictions: u64,
@@ -139,7 +151,8 @@ impl Summary {
         let crashes_by_point = PointKind::ALL.iter().map(|k| (k.name().to_string(), 0)).collect();
         let faults_by_kind: BTreeMap<String, u64> = FaultKind::ALL.iter().map(|k| (k.name().to_string(), 0)).collect();
         let seeds_by_fault = faults_by_kind.clone();
-        Summary { designs, crashes_by_point, faults_by_kind, seeds_by_fault, ..Summary::default() }
+        let coverage = crate::coverage::states().into_iter().map(|s| (s.name, 0)).collect();
+        Summary { designs, crashes_by_point, faults_by_kind, seeds_by_fault, coverage, ..Summary::default() }
     }
 
     pub fn add(&mut self, result: &SeedResult) {
@@ -158,6 +171,9 @@ impl Summary {
             *self.seeds_by_fault.entry(kind).or_default() += 1;
         }
         self.skips.add(&result.skips);
+        for state in &result.coverage {
+            *self.coverage.entry(state.clone()).or_default() += 1;
+        }
         self.recoveries_checked += result.recoveries_checked;
         self.cranks += result.cranks;
         self.evictions += result.evictions;
@@ -178,6 +194,12 @@ impl Summary {
         }
         self.trace_digest = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
         self.seeds_per_second = if elapsed_seconds > 0.0 { self.seeds as f64 / elapsed_seconds } else { 0.0 };
+    }
+
+    /// The states on the coverage list that no seed reached, in list order.
+    pub fn not_covered(&self) -> Vec<crate::coverage::State> {
+        let reached = |name: &String| self.coverage.get(name).is_some_and(|n| *n > 0);
+        crate::coverage::states().into_iter().filter(|s| !reached(&s.name)).collect()
     }
 
     /// The closing line.

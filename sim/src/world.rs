@@ -13,7 +13,7 @@
 //! A *resumed* world ([`World::resumed`]) starts a run just after such a crash.
 
 use crate::disk::fs::{DirOp, Fs, Image, NothingPending, Survival, Torn};
-use crate::disk::{self, Injector};
+use crate::disk::{self, CrashDisk, Injector};
 use crate::fault::{CrashAt, CrashSpec, Crashed, FaultAt, FaultKind, FaultMode, OpClass, PointKind, SectorFate};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
@@ -40,8 +40,11 @@ pub struct PointRecord {
     pub at: Position,
     /// A torn power loss that drew the fate of at least one unsynced sector.
     pub torn: bool,
-    /// What the crash left of the disk ([`crate::disk::describe_crash`]).
-    pub disk: String,
+    /// In the window between the commit points: point A of the block in
+    /// flight was reached (SQLite committed) and point B not yet.
+    pub window: bool,
+    /// What the crash left of the disk.
+    pub disk: CrashDisk,
 }
 
 impl std::fmt::Display for PointRecord {
@@ -62,6 +65,10 @@ pub struct FaultRecord {
     /// The file name only.
     pub file: String,
     pub at: Position,
+    /// Crash points the run had hit when the fault fired (the ordinal of the next).
+    pub ordinal: u64,
+    /// In the window between the commit points (see [`PointRecord::window`]).
+    pub window: bool,
 }
 
 impl std::fmt::Display for FaultRecord {
@@ -195,9 +202,13 @@ impl Survival for Chosen {
     }
 }
 
-/// What a capturing run recorded at one crash point.
+/// What a capturing (or recording) run kept of one crash point.
 #[derive(Clone, Debug)]
 pub struct Captured {
+    pub ordinal: u64,
+    pub kind: PointKind,
+    /// In the window between the commit points (see [`PointRecord::window`]).
+    pub window: bool,
     pub database: &'static str,
     /// Relative to the store's directory (see [`PointRecord::file`]).
     pub file: String,
@@ -234,11 +245,15 @@ pub struct World {
     stopped: bool,
     /// The fsync-retry mutation: a failed sync is retried (and then succeeds).
     retry_failed_sync: bool,
-    /// Capturing runs: what each point would leave, by ordinal.
+    /// Capturing runs: what each point would leave, by ordinal; such a run never crashes.
     capturing: bool,
+    /// Recording runs crash as planned and keep every point's state too (a timeline).
+    recording: bool,
     captured: Vec<Captured>,
     /// The disk generation and state of the last capture.
     last_capture: Option<(u64, Arc<Fs>)>,
+    /// The block whose point A the live process reached, until its point B.
+    commit_window: Option<u64>,
 }
 
 /// Simulated wall-clock time SQLite sees at the start of a run (2022-01-01).
@@ -264,8 +279,10 @@ impl World {
             stopped: false,
             retry_failed_sync: false,
             capturing: false,
+            recording: false,
             captured: Vec::new(),
             last_capture: None,
+            commit_window: None,
         }
     }
 
@@ -297,6 +314,12 @@ impl World {
         }
     }
 
+    /// This run crashes as planned and, when `recording`, keeps every point's
+    /// state as a capturing run does (what a timeline of the run reads).
+    pub fn recording(self, recording: bool) -> World {
+        World { recording, ..self }
+    }
+
     /// Inject the I/O faults of `plan` (and, with `retry_failed_sync`, the
     /// fsync-retry mutation) in this run.
     pub fn with_faults(self, plan: Vec<FaultAt>, retry_failed_sync: bool) -> World {
@@ -308,7 +331,7 @@ impl World {
         &self.io_counts
     }
 
-    /// The states a capturing run recorded, by ordinal.
+    /// The states a capturing run recorded, by ordinal (a recording run: in order).
     pub fn take_captured(&mut self) -> Vec<Captured> {
         self.last_capture = None;
         std::mem::take(&mut self.captured)
@@ -333,20 +356,31 @@ impl World {
         let height = self.position.height;
         self.next_ordinal += 1;
         self.sites.push(Site { kind, height });
+        match kind {
+            PointKind::PointA => self.commit_window = Some(height),
+            PointKind::PointB => self.commit_window = None,
+            _ => {}
+        }
         let count = self.counts.entry((kind, height)).or_default();
         *count += 1;
         let here = CrashAt { at: kind, block: height, nth: *count };
         (self.crash_plan.front() == Some(&here)).then_some(here)
     }
 
-    /// Keep the disk's state at this point of a capturing run.
-    fn capture(&mut self, database: &'static str, file: &str, fs: &Fs) {
+    /// Whether the live process is between point A and point B of the block it runs.
+    fn in_window(&self) -> bool {
+        self.commit_window == Some(self.position.height)
+    }
+
+    /// Keep the disk's state at the point just hit.
+    fn capture(&mut self, kind: PointKind, database: &'static str, file: &str, fs: &Fs) {
         let disk = match &self.last_capture {
             Some((generation, disk)) if *generation == fs.generation() => disk.clone(),
             _ => Arc::new(fs.state()),
         };
         self.last_capture = Some((fs.generation(), disk.clone()));
-        self.captured.push(Captured { database, file: file.to_string(), at: self.position, disk });
+        let (ordinal, window, at, file) = (self.next_ordinal - 1, self.in_window(), self.position, file.to_string());
+        self.captured.push(Captured { ordinal, kind, window, database, file, at, disk });
     }
 
     /// Crash here: freeze the crash image.
@@ -357,13 +391,13 @@ impl World {
         let drawn_before = self.torn_rng.get_word_pos();
         let image = crash_image(fs, self.spec, &mut self.torn_rng);
         let torn = self.torn_rng.get_word_pos() != drawn_before;
-        let disk = crate::disk::describe_crash(fs, &image);
+        let disk = CrashDisk::of(fs, &image);
         self.image = Some(image);
-        let ordinal = self.next_ordinal - 1;
-        let at = self.position;
+        let (ordinal, at, window) = (self.next_ordinal - 1, self.position, self.in_window());
         self.stopped = true;
-        self.crashed =
-            Some(PointRecord { kind: named.at, ordinal, named, database, file: file.to_string(), at, torn, disk });
+        self.commit_window = None;
+        let file = file.to_string();
+        self.crashed = Some(PointRecord { kind: named.at, ordinal, named, database, file, at, torn, window, disk });
     }
 }
 
@@ -384,6 +418,9 @@ impl Injector for World {
             return Err(Crashed);
         }
         let planned = self.hit(kind);
+        if self.capturing || self.recording {
+            self.capture(kind, database, file, fs);
+        }
         if let Some(named) = planned.filter(|_| !self.capturing) {
             self.crash(named, database, file, fs);
             return Err(Crashed);
@@ -391,9 +428,6 @@ impl Injector for World {
         // A crank's start is also where a graceful stop may come: counted
         // (for the plans to draw from) and injected like an I/O fault.
         let stop = kind == PointKind::Crank && self.io_operation(OpClass::Crank, false, database, file).is_some();
-        if self.capturing {
-            self.capture(database, file, fs);
-        }
         match stop {
             true => Err(Crashed),
             false => Ok(()),
@@ -425,7 +459,8 @@ impl Injector for World {
                 && counted.iter().flatten().any(|(class, n)| f.fault.class() == Some(*class) && f.nth == *n)
         })?;
         let named = self.fault_plan.remove(hit);
-        let record = FaultRecord { named, database, file: file.to_string(), at: self.position };
+        let (at, ordinal, window) = (self.position, self.next_ordinal, self.in_window());
+        let record = FaultRecord { named, database, file: file.to_string(), at, ordinal, window };
         self.fault_fired = Some(record);
         Some(named.fault)
     }
@@ -500,7 +535,12 @@ pub fn stop_process() {
 /// The dead process (crashed, or stopped by [`stop_process`]) is gone and
 /// the disk is what the next one starts on: it may do I/O.
 pub fn restarted() {
-    with(|w| w.stopped = false);
+    with(|w| {
+        w.stopped = false;
+        w.commit_window = None;
+        // The disk may be a restored image now: a capture must not be shared across it.
+        w.last_capture = None;
+    });
 }
 
 /// The crash that happened, if any, and the image it left; clears the crash

@@ -7,9 +7,11 @@
 //! - `unit`: one seed with one design, run in this process;
 //! - `pool`: the worker processes that run many units;
 //! - `report`: the closing lines, JSON and JUnit;
+//! - `bug_report`: `--report`, a Markdown bug report per failure;
 //! - `signals`: Ctrl-C and SIGTERM.
 
 mod args;
+mod bug_report;
 mod commands;
 mod pool;
 mod report;

@@ -17,6 +17,7 @@ impl JunitCase {
     pub fn failing_seed(failure: &FailureRecord) -> JunitCase {
         let name = format!("seed {} design {}", failure.seed, failure.design);
         let mut text = failure.message.clone();
+        failure.detail.iter().for_each(|line| text += &format!("\n  {line}"));
         if let Some(point) = &failure.point {
             text += &format!("\nafter crash at {point}");
         }
@@ -92,11 +93,13 @@ pub fn print_summary(summary: &Summary) {
          (an earlier event changed the run's course): {} crashes, {} I/O faults",
         skips.faults_absorbed, skips.crashes_skipped, skips.faults_skipped
     );
+    print_coverage(summary);
     for failure in &summary.failures {
         println!(
             "FAILED seed {} design {}: {} at block {}: {}",
             failure.seed, failure.design, failure.kind, failure.height, failure.message
         );
+        failure.detail.iter().for_each(|line| println!("    {line}"));
         if let Some(point) = &failure.point {
             println!("  after crash at {point}");
         }
@@ -107,6 +110,37 @@ pub fn print_summary(summary: &Summary) {
     }
     println!("trace digest {}", summary.trace_digest);
     println!("{}", summary.line());
+}
+
+/// How many seeds reached each rare state of the coverage list.
+fn print_coverage(summary: &Summary) {
+    println!("  coverage of rare states (seeds that reached each; sim::coverage):");
+    for state in sim::coverage::states() {
+        let seeds = summary.coverage.get(&state.name).copied().unwrap_or(0);
+        let never = if seeds == 0 { "   <- never reached" } else { "" };
+        println!("    {}: {seeds}{never}", state.name);
+    }
+    for (name, why) in sim::coverage::left_out() {
+        println!("    ({name}: left off the list: {why})");
+    }
+}
+
+/// `--require-coverage`: whether every state on the coverage list was
+/// reached; each one that was not is named, with why it matters.
+pub fn coverage_complete(summary: &Summary) -> bool {
+    let missing = summary.not_covered();
+    for state in &missing {
+        println!("NOT COVERED {}: {}", state.name, state.reason);
+    }
+    if !missing.is_empty() {
+        println!(
+            "coverage: {} of {} rare states never reached in {} seeds (--require-coverage)",
+            missing.len(),
+            summary.coverage.len(),
+            summary.seeds
+        );
+    }
+    missing.is_empty()
 }
 
 /// A failure as the run finds it (the summary repeats it in full).

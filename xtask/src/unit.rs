@@ -5,8 +5,9 @@
 
 use crate::args::RunSpec;
 use sim::check::FailureKind;
-use sim::run::{run_case, run_exhaustive, Case, SeedReport};
+use sim::run::{run_case, run_case_pictured, run_exhaustive, Case, SeedReport};
 use sim::summary::{FailureRecord, SeedResult};
+use sim::timeline::Timeline;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use store::Design;
@@ -16,42 +17,60 @@ pub struct Unit {
     pub result: SeedResult,
     /// The trace of its (first) run, line by line when `verbose`.
     pub lines: Vec<String>,
+    /// Its timeline, when asked for and the run did not panic.
+    pub timeline: Option<Timeline>,
 }
 
 /// Run `seed` with `design` under `spec` in `root` (a per-process scratch directory).
 pub fn run(spec: &RunSpec, seed: u64, design: Design, root: &Path, verbose: bool) -> Unit {
+    run_unit(spec, seed, design, root, (verbose, false))
+}
+
+/// [`run`], verbose, with the run's timeline (not for exhaustive runs).
+pub fn run_pictured(spec: &RunSpec, seed: u64, design: Design, root: &Path) -> Unit {
+    run_unit(spec, seed, design, root, (true, true))
+}
+
+fn run_unit(spec: &RunSpec, seed: u64, design: Design, root: &Path, (verbose, picture): (bool, bool)) -> Unit {
     let case = spec.case(seed, design, verbose);
-    let first = match catching(|| run_report(spec, &case, root)) {
-        Ok(report) => report,
-        Err(message) => return Unit { result: panicked(spec, seed, design, &message), lines: Vec::new() },
+    let (first, timeline) = match catching(|| run_report(spec, &case, root, picture)) {
+        Ok(ran) => ran,
+        Err(message) => {
+            return Unit { result: panicked(spec, seed, design, &message), lines: Vec::new(), timeline: None }
+        }
     };
     let lines = first.trace.lines().to_vec();
     let result = SeedResult::from_report(&first, &spec.repro_line(seed, design));
     if !spec.check_determinism {
-        return Unit { result, lines };
+        return Unit { result, lines, timeline };
     }
-    let second = match catching(|| run_report(spec, &Case { verbose: false, ..case }, root)) {
-        Ok(report) => SeedResult::from_report(&report, &spec.repro_line(seed, design)),
+    let second = match catching(|| run_report(spec, &Case { verbose: false, ..case }, root, false)) {
+        Ok((report, _)) => SeedResult::from_report(&report, &spec.repro_line(seed, design)),
         Err(message) => panicked(spec, seed, design, &message),
     };
     if second == result {
-        return Unit { result, lines };
+        return Unit { result, lines, timeline };
     }
     let message = format!("two runs differ: trace {} vs {}", result.trace_hash, second.trace_hash);
     let repro = spec.repro_line(seed, design);
-    Unit { result: with_failure(result, FailureKind::Nondeterministic, &message, repro), lines }
+    Unit { result: with_failure(result, FailureKind::Nondeterministic, &message, repro), lines, timeline }
 }
 
-/// One run of `case`: every crash point explored when the spec is exhaustive.
-fn run_report(spec: &RunSpec, case: &Case, root: &Path) -> SeedReport {
-    match spec.exhaustive_depth() {
-        Some(depth) => run_exhaustive(case, root, depth),
-        None => run_case(case, root),
+/// One run of `case`: every crash point explored when the spec is
+/// exhaustive; with its timeline when `picture`.
+fn run_report(spec: &RunSpec, case: &Case, root: &Path, picture: bool) -> (SeedReport, Option<Timeline>) {
+    match (spec.exhaustive_depth(), picture) {
+        (Some(depth), _) => (run_exhaustive(case, root, depth), None),
+        (None, false) => (run_case(case, root), None),
+        (None, true) => {
+            let (report, timeline) = run_case_pictured(case, root);
+            (report, Some(timeline))
+        }
     }
 }
 
 /// `run`, with a panic in it caught: `Err` says what it was.
-pub fn catching(run: impl FnOnce() -> SeedReport) -> Result<SeedReport, String> {
+pub fn catching<T>(run: impl FnOnce() -> T) -> Result<T, String> {
     // The run's disk guard is dropped by the unwinding: nothing stays installed.
     catch_unwind(AssertUnwindSafe(run)).map_err(|panic| panic_message(panic.as_ref()))
 }
@@ -70,6 +89,7 @@ pub fn panicked(spec: &RunSpec, seed: u64, design: Design, why: &str) -> SeedRes
         evictions: 0,
         trace_hash: String::new(),
         failure: None,
+        coverage: Vec::new(),
     };
     with_failure(result, FailureKind::Panic, why, spec.repro_line(seed, design))
 }
@@ -84,6 +104,7 @@ fn with_failure(mut result: SeedResult, kind: FailureKind, message: &str, repro:
         fault: None,
         height: 0,
         message: message.to_string(),
+        detail: Vec::new(),
         repro,
     });
     result

@@ -177,10 +177,12 @@ fn soak_stops_and_its_summary_says_so() {
     let _ = std::fs::remove_dir_all(out);
 }
 
+/// (Seed 16: a `length-zero` seed that fails; seed 2 no longer does since
+/// seeds got I/O faults and settings.)
 #[test]
 fn shrink_stops_and_writes_nothing() {
     let out = temp("shrink");
-    let args = ["shrink", "--seed", "0", "--design", "length-zero", "--out", out.to_str().unwrap()];
+    let args = ["shrink", "--seed", "16", "--design", "length-zero", "--out", out.to_str().unwrap()];
     let stopped = interrupt(&args, Busy::InProcess, Target::Parent, libc::SIGTERM);
     check_stopped(&stopped, libc::SIGTERM, "SIGTERM");
     assert!(!out.exists(), "an interrupted shrink wrote {}", out.display());

@@ -381,6 +381,11 @@ impl Fs {
         self.file(ino).map(|f| &f.durable)
     }
 
+    /// The sectors of file `ino` written since its last sync, ascending.
+    pub fn dirty_sectors(&self, ino: Ino) -> impl Iterator<Item = usize> + '_ {
+        self.file(ino).into_iter().flat_map(|f| f.dirty.iter().copied())
+    }
+
     /// Every pending directory operation, by directory inode, in the order
     /// [`Survival::dir_op`] is asked about them.
     pub fn pending_dir_ops(&self) -> Vec<(Ino, DirOp)> {

@@ -231,6 +231,14 @@ pub fn restore(image: &Image) {
     .expect("a disk is installed");
 }
 
+/// Make the real directory `dir` (outside any installed disk) hold exactly
+/// `image`: a crash image to open with the databases themselves.
+pub fn materialise(dir: &Path, image: &Image) {
+    let _ = std::fs::create_dir_all(dir);
+    real::clear_dir(dir);
+    real::write_image(dir, image);
+}
+
 impl Disk {
     /// `path` relative to the root if it is inside it ("" for the root).
     fn relative(&self, path: &[u8]) -> Option<String> {
@@ -351,26 +359,68 @@ impl Disk {
     }
 }
 
-/// What a crash left of the disk `live` was in, for a trace line: each file
-/// of the image with its length, the files the crash lost (a creation or
-/// rename whose directory was not synced), and the ones it brought back (an
-/// unlink not synced), e.g. `swingstore.sqlite 8192, kv/data.mdb 12288;
-/// back: swingstore.sqlite-journal`.
-pub fn describe_crash(live: &Fs, image: &Image) -> String {
-    let before = live.live_image();
-    let (had, has): (Vec<String>, Vec<String>) =
-        (before.files().into_iter().map(|(p, _)| p).collect(), image.files().into_iter().map(|(p, _)| p).collect());
-    let files: Vec<String> = image.files().iter().map(|(path, bytes)| format!("{path} {}", bytes.len())).collect();
-    let mut text = if files.is_empty() { "no files".to_string() } else { files.join(", ") };
-    let lost: Vec<&String> = had.iter().filter(|p| !has.contains(p)).collect();
-    let back: Vec<&String> = has.iter().filter(|p| !had.contains(p)).collect();
-    for (label, paths) in [("lost", lost), ("back", back)] {
-        if !paths.is_empty() {
-            let names: Vec<&str> = paths.iter().map(|p| p.as_str()).collect();
-            text += &format!("; {label}: {}", names.join(", "));
-        }
+/// What a crash left of the disk: each file of the image with its length,
+/// the files the crash lost (a creation or rename whose directory was not
+/// synced), the ones it brought back (an unlink not synced), and the files
+/// with a torn sector (garbage where unsynced data was).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CrashDisk {
+    pub files: Vec<(String, usize)>,
+    pub lost: Vec<String>,
+    pub back: Vec<String>,
+    pub torn: Vec<String>,
+}
+
+impl CrashDisk {
+    /// What `image` keeps of the disk `live` was in.
+    pub fn of(live: &Fs, image: &Image) -> CrashDisk {
+        let before = live.live_image();
+        let had: Vec<String> = before.files().into_iter().map(|(p, _)| p).collect();
+        let has = image.files();
+        let files: Vec<(String, usize)> = has.iter().map(|(path, bytes)| (path.clone(), bytes.len())).collect();
+        let lost = had.iter().filter(|p| !files.iter().any(|(f, _)| f == *p)).cloned().collect();
+        let back = files.iter().filter(|(p, _)| !had.contains(p)).map(|(p, _)| p.clone()).collect();
+        let torn = has.iter().filter(|(path, bytes)| has_torn_sector(live, path, bytes)).map(|(p, _)| p.clone());
+        CrashDisk { files, lost, back, torn: torn.collect() }
     }
-    text
+
+    /// Whether the crash lost a directory operation (a file lost or back).
+    pub fn lost_a_directory_operation(&self) -> bool {
+        !self.lost.is_empty() || !self.back.is_empty()
+    }
+}
+
+/// Whether `path`, as the crash left it (`kept`), holds a sector written
+/// since its last sync that is neither what was written nor what was
+/// durable: garbage, a torn write.
+fn has_torn_sector(live: &Fs, path: &str, kept: &crate::cow::CowBytes) -> bool {
+    let Some(ino) = live.lookup(path) else { return false };
+    let (Some(written), Some(durable)) = (live.live(ino), live.durable(ino)) else { return false };
+    live.dirty_sectors(ino).any(|sector| {
+        let start = sector * crate::fault::SECTOR_BYTES;
+        let end = (start + crate::fault::SECTOR_BYTES).min(written.len());
+        let found = kept.slice(start, end);
+        let mut old = durable.slice(start, end);
+        old.resize(end.saturating_sub(start), 0);
+        found.len() == end.saturating_sub(start) && found != written.slice(start, end) && found != old
+    })
+}
+
+/// The trace's account of a crash (unchanged by the torn files, which the
+/// trace does not name), e.g. `swingstore.sqlite 8192, kv/data.mdb 12288;
+/// back: swingstore.sqlite-journal`.
+impl std::fmt::Display for CrashDisk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let files: Vec<String> = self.files.iter().map(|(path, len)| format!("{path} {len}")).collect();
+        f.write_str(if files.is_empty() { "no files" } else { "" })?;
+        f.write_str(&files.join(", "))?;
+        for (label, paths) in [("lost", &self.lost), ("back", &self.back)] {
+            if !paths.is_empty() {
+                write!(f, "; {label}: {}", paths.join(", "))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// An injector that never crashes and never faults: the disk only keeps its

@@ -3,6 +3,7 @@
 //! faulty run crashes and which of its I/O operations fail.
 
 use crate::check::Failure;
+use crate::event::Event;
 use crate::fault::{CrashAt, FaultAt, FaultKind, OpClass, PointKind};
 use crate::node::Snapshot;
 use crate::options::{Flags, Mutation, SeedOptions};
@@ -112,6 +113,10 @@ pub struct SeedReport {
     /// The faulty run's final state (every vat rebuilt by replay), when it got there.
     pub final_state: Option<Snapshot>,
     pub trace: Trace,
+    /// What the faulty run's host saw, in order.
+    pub events: Vec<Event>,
+    /// The rare states of [`crate::coverage`] this seed reached, by name.
+    pub coverage: Vec<String>,
 }
 
 impl SeedReport {
@@ -132,12 +137,16 @@ impl SeedReport {
             evictions: 0,
             final_state: None,
             trace: Trace::new(false),
+            events: Vec::new(),
+            coverage: Vec::new(),
         }
     }
 }
 
 /// Where a seed crashes: the first crash at a point of a kind drawn by the
-/// seed's weights; each further crash at a point of a later block.
+/// seed's weights; each further crash at a point of a later block, or, for a
+/// seed that draws it, the second in the block of the first (see
+/// [`same_block_point`]).
 fn seeded_plan(case: &Case, sites: &[Site]) -> Vec<CrashAt> {
     let options = &case.options;
     let mut rng = ChaCha8Rng::seed_from_u64(case.seed ^ 0x00c0_a511);
@@ -159,6 +168,10 @@ fn seeded_plan(case: &Case, sites: &[Site]) -> Vec<CrashAt> {
     let of_kind: Vec<usize> = (0..sites.len()).filter(|i| sites[*i].kind == kind).collect();
     let mut ordinal = of_kind[(rng.next_u64() % of_kind.len() as u64) as usize];
     let mut plan = vec![name_site(sites, ordinal)];
+    if options.crashes == 2 && options.same_block_crash {
+        plan.push(same_block_point(case.seed, sites, plan[0].block));
+        return plan;
+    }
     while plan.len() < options.crashes {
         let block = plan.last().expect("a first crash").block;
         let later: Vec<usize> = (ordinal..sites.len()).filter(|i| sites[*i].height > block).collect();
@@ -189,6 +202,17 @@ fn place_fault(fault: FaultKind, io_counts: &BTreeMap<(OpClass, u64), u64>, rng:
         ticket -= n;
     }
     None
+}
+
+/// A second crash in `block`, the block of the first: any of its points,
+/// counted (as a later crash is) from the first crash, so that it falls in the
+/// recovery or in the block run again; drawn from a stream of its own, which
+/// leaves every other seed's plan as it was. A point the run no longer
+/// reaches (the block committed before the first crash) is skipped.
+fn same_block_point(seed: u64, sites: &[Site], block: u64) -> CrashAt {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5a_e0b1);
+    let in_block: Vec<usize> = (0..sites.len()).filter(|i| sites[*i].height == block).collect();
+    name_site(sites, in_block[(rng.next_u64() % in_block.len() as u64) as usize])
 }
 
 /// The point at `ordinal`, named by kind, block and its count within that block.

@@ -69,7 +69,7 @@ pub fn run_exhaustive(case: &Case, root: &Path, depth: Depth) -> SeedReport {
     let dir = run_dir.store();
     let (mut report, mut trace, reference) = match start(case, &dir, &format!(" exhaustive={}", depth.name())) {
         Ok(started) => started,
-        Err(report) => return *report,
+        Err(failed) => return failed.report,
     };
     trace.line(format!("exhaustive: {} crash points", reference.sites.len()));
     let reference = Arc::new(reference);
@@ -94,6 +94,7 @@ pub fn run_exhaustive(case: &Case, root: &Path, depth: Depth) -> SeedReport {
         reference.sites.len(),
         report.recoveries_checked
     ));
+    report.coverage = crate::coverage::reached(&report, &reference);
     finish(report, trace, first_failure)
 }
 

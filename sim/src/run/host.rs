@@ -9,11 +9,12 @@ use super::reference::Reference;
 use super::Case;
 use crate::check::{self, Failure, FailureKind};
 use crate::disk::{self, fs::Image, fs::NothingPending};
+use crate::event::{Event, FaultEffect, Restart as RestartSeen};
 use crate::fault::{CrashAt, FaultAt, FaultKind};
 use crate::node::Snapshot;
 use crate::options::Mutation;
 use crate::trace::Trace;
-use crate::world::{self, FaultRecord, PointRecord, World};
+use crate::world::{self, Captured, FaultRecord, PointRecord, World};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +57,10 @@ pub(super) struct FaultyOutcome {
     pub(super) faults_unreached: Vec<FaultAt>,
     pub(super) final_state: Option<Snapshot>,
     pub(super) trace: Trace,
+    /// What the host saw, in order.
+    pub(super) events: Vec<Event>,
+    /// A recording world's state at every point it hit (else empty).
+    pub(super) captured: Vec<Captured>,
 }
 
 /// Run the host of `case` in `world`, along `course`, the reference at hand.
@@ -72,7 +77,9 @@ pub(super) fn run_host(
         let failure = host.drive(course).await.err();
         host.outcome(failure)
     };
-    in_world(case, dir, world, body).0
+    let (mut outcome, mut world) = in_world(case, dir, world, body);
+    outcome.captured = world.take_captured();
+    outcome
 }
 
 /// Why the host restarts the kernel.
@@ -118,6 +125,8 @@ struct Host {
     /// The kernel's state at the end, when the run got there.
     final_state: Option<Snapshot>,
     trace: Trace,
+    /// What the host saw, in order (the events of the report).
+    seen: Vec<Event>,
 }
 
 impl Host {
@@ -143,6 +152,7 @@ impl Host {
             retries: 0,
             final_state: None,
             trace,
+            seen: Vec::new(),
         }
     }
 
@@ -160,6 +170,8 @@ impl Host {
             faults_unreached: world::faults_left(),
             final_state: self.final_state,
             trace: self.trace,
+            events: self.seen,
+            captured: Vec::new(),
         }
     }
 
@@ -233,6 +245,7 @@ impl Host {
             return Ok(self.fault_absorbed(height, fault).await? + 1);
         }
         self.acked = height;
+        self.seen.push(Event::Acked { at: world::points_hit(), height });
         self.retries = 0;
         madsim::time::sleep(Duration::from_secs(5)).await;
         Ok(height + 1)
@@ -245,6 +258,7 @@ impl Host {
             return;
         }
         self.liveness = true;
+        self.seen.push(Event::Liveness { at: world::points_hit(), from: height });
         let blocks = self.workload.len();
         self.trace.line(format!("liveness: nothing more planned; blocks {height}..={blocks} must complete"));
     }
@@ -277,6 +291,7 @@ impl Host {
         }
         self.retries += 1;
         self.trace.line(format!("liveness: block {height} failed ({error}); restarting the kernel"));
+        self.seen.push(Event::Retry { at: world::points_hit(), height });
         match self.recover(Restart::Retry).await {
             // The new process cannot even open: the host can go no further.
             Err(failure) if failure.kind.is_kernel_error() => {
@@ -299,6 +314,7 @@ impl Host {
             "I/O fault {fault} did not stop block {height}: the kernel acknowledged it; the power fails now"
         ));
         self.acked = height;
+        self.seen.push(Event::Acked { at: world::points_hit(), height });
         let recovered = self.recover(Restart::PowerCut(fault)).await?;
         self.absorbed += 1;
         self.trace.line(format!("absorbed: block {height} survived the power cut after I/O fault"));
@@ -345,19 +361,22 @@ impl Host {
                 // An I/O fault the crash cut short (the kernel had not stopped yet).
                 if let Some(fault) = world::take_fault() {
                     self.trace.line(format!("I/O fault {fault}, then a crash before the kernel stopped"));
-                    self.faults.push(fault);
+                    self.fault_seen(fault, FaultEffect::CutShort);
                 }
                 self.trace.line(format!("crash at {point}"));
                 self.trace.line(format!("  disk after the crash: {}", point.disk));
+                self.seen.push(Event::Crash(point.clone()));
                 self.crashes.push(point);
                 Ok(Some(images))
             }
             Restart::Fault(fault) => {
-                self.faults.push(fault);
+                self.fault_seen(fault, FaultEffect::Stopped);
                 Ok(None)
             }
             Restart::PowerCut(fault) => {
-                self.faults.push(fault);
+                let height = self.acked;
+                self.fault_seen(fault, FaultEffect::Absorbed);
+                self.seen.push(Event::PowerCut { at: world::points_hit(), height });
                 // The process dies with the power: its I/O fails from now on.
                 world::stop_process();
                 let now = disk::state().expect("a disk is installed");
@@ -367,6 +386,12 @@ impl Host {
         }
     }
 
+    /// Record an I/O fault the host saw, and what came of it.
+    fn fault_seen(&mut self, fault: FaultRecord, effect: FaultEffect) {
+        self.seen.push(Event::Fault { record: fault.clone(), effect });
+        self.faults.push(fault);
+    }
+
     /// The kernel recovered to `found`: check it; the height the host goes on from.
     fn recovered(&mut self, found: &Snapshot) -> Result<u64, Failure> {
         let started = phase_clock();
@@ -374,6 +399,10 @@ impl Host {
         add_phase(|p| &mut p.checks, started);
         let height = checked?;
         self.recoveries += 1;
+        let upgraded = found.vats.values().filter(|vat| vat.incarnation > 0).count();
+        let (at, acked, sqlite_height) = (world::points_hit(), self.acked, found.sqlite_height);
+        let restart = restart_of(found);
+        self.seen.push(Event::Recovered { at, acked, height, sqlite_height, upgraded, restart });
         // The kernel committed the block in flight (a crash after its commit point):
         // the host now knows it is committed and must not run it again.
         if self.repeats_committed_block {
@@ -418,4 +447,13 @@ impl Host {
         self.final_state = Some(found);
         Ok(())
     }
+}
+
+/// What the node's open did, as the events record it.
+fn restart_of(found: &Snapshot) -> RestartSeen {
+    let hangover = match &found.reconciled {
+        Some(Reconciled::Hangover { sends, .. }) => Some(*sends),
+        _ => None,
+    };
+    RestartSeen { hangover, orphans_removed: found.orphans_removed.len(), from_snapshot: found.snapshot_heaps.len() }
 }

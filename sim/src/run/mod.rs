@@ -34,7 +34,7 @@ pub use exhaustive::{run_exhaustive, Depth};
 pub use phases::{real_seconds, take_phases, time_phases, Phases};
 pub(crate) use reference::Reference;
 pub use scratch::scratch_root;
-pub use seed::run_case;
+pub use seed::{run_case, run_case_pictured};
 
 #[cfg(test)]
 mod tests;

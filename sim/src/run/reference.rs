@@ -9,7 +9,7 @@ use super::phases::{add_phase, phase_clock};
 use super::Case;
 use crate::check::{self, Failure, FailureKind};
 use crate::fault::OpClass;
-use crate::node::Snapshot;
+use crate::node::{item_digest, Snapshot};
 use crate::oracle::Oracle;
 use crate::trace::{describe_block, Trace};
 use crate::world::{self, Captured, Site, World};
@@ -34,8 +34,29 @@ pub(crate) struct Reference {
     pub(crate) io_counts: BTreeMap<(OpClass, u64), u64>,
 }
 
-/// The reference run of `case` in `dir`; its blocks go to `trace`.
-pub(super) fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Result<Reference, Failure> {
+impl Reference {
+    /// The text of the transcript item with `digest`, among the deliveries
+    /// the reference committed (a failing check decodes with it).
+    pub(crate) fn item_text(&self, digest: &str) -> Option<String> {
+        let entries = self.reports.iter().flat_map(|r| &r.committed).map(|c| c.entry.encode());
+        entries.into_iter().find(|text| item_digest(text) == digest)
+    }
+
+    /// The oracle as it was after block `height` (run again from the
+    /// committed blocks: a failing check reads its heaps).
+    pub(crate) fn oracle_at(&self, height: u64) -> Oracle {
+        let mut oracle = Oracle::default();
+        for report in self.reports.iter().take(height as usize) {
+            // The reference run applied these same blocks without an error.
+            let _ = oracle.apply(report);
+        }
+        oracle
+    }
+}
+
+/// The reference run of `case` in `dir`; its blocks go to `trace`. A run
+/// that fails hands back the disk at every point it hit with its failure.
+pub(super) fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Result<Reference, (Failure, Vec<Captured>)> {
     let kernel_setup = setup(case, dir);
     let workload = case.options.workload.clone();
     let body = async move {
@@ -65,7 +86,7 @@ pub(super) fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Resul
         }
         let height = reference.reports.len() as u64;
         let last = kernel.snapshot(true).await.map_err(|e| fail(height, e.to_string()))?;
-        check::oracle_heaps(&reference.heaps[height as usize], &last, height)?;
+        check::oracle_heaps(&oracle, &last, height)?;
         check::snapshots_sound(&last, height)?;
         reference.final_snapshot = last;
         Ok(reference)
@@ -73,7 +94,7 @@ pub(super) fn reference_run(case: &Case, dir: &Path, trace: &mut Trace) -> Resul
     let started = phase_clock();
     let (result, mut world) = in_world(case, dir, World::capturing(case.seed, case.options.crash), body);
     add_phase(|p| &mut p.reference, started);
-    let mut reference = result?;
+    let mut reference = result.map_err(|failure| (failure, world.take_captured()))?;
     reference.sites = world.sites().to_vec();
     reference.io_counts = world.io_counts().clone();
     reference.captured = world.take_captured();

@@ -45,6 +45,11 @@ impl RunDir {
     pub(super) fn store(&self) -> PathBuf {
         self.base.join("run")
     }
+
+    /// A directory of the run's own beside the store's (removed with it).
+    pub(super) fn scratch(&self, name: &str) -> PathBuf {
+        self.base.join(name)
+    }
 }
 
 impl Drop for RunDir {

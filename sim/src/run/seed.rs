@@ -8,10 +8,12 @@ use super::reference::{reference_run, Reference};
 use super::scratch::RunDir;
 use super::{Case, CrashPlan, FaultPlan, SeedReport};
 use crate::check::{self, Failure};
+use crate::coverage;
 use crate::fault::CrashAt;
 use crate::options::Mutation;
+use crate::timeline::{self, Timeline};
 use crate::trace::Trace;
-use crate::world::{self, CrashState, PointRecord, World};
+use crate::world::{self, Captured, CrashState, PointRecord, World};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 use std::sync::Arc;
@@ -19,7 +21,15 @@ use std::sync::Arc;
 /// Run one case in `root` (a per-process scratch directory); its files are
 /// removed afterwards, whatever the outcome.
 pub fn run_case(case: &Case, root: &Path) -> SeedReport {
-    run_case_resuming(case, root, true)
+    run_case_resuming(case, root, true, false).0
+}
+
+/// [`run_case`], and the run's [`Timeline`]: the faulty run keeps the disk's
+/// state at every point it hits (the run itself is the same: same trace,
+/// same report), and each point's heights are read from its crash images.
+pub fn run_case_pictured(case: &Case, root: &Path) -> (SeedReport, Timeline) {
+    let (report, timeline) = run_case_resuming(case, root, true, true);
+    (report, timeline.expect("a pictured run draws its timeline"))
 }
 
 /// [`run_case`] with a faulty run that executes the workload from the start up
@@ -27,17 +37,21 @@ pub fn run_case(case: &Case, root: &Path) -> SeedReport {
 /// The two must agree exactly (same report, same trace): a test holds them equal.
 #[cfg(test)]
 pub(super) fn run_case_from_start(case: &Case, root: &Path) -> SeedReport {
-    run_case_resuming(case, root, false)
+    run_case_resuming(case, root, false, false).0
 }
 
 /// [`run_case`]; `from_capture`: the faulty run may start from the
-/// reference's capture of its first crash.
-fn run_case_resuming(case: &Case, root: &Path, from_capture: bool) -> SeedReport {
+/// reference's capture of its first crash; `picture`: draw its timeline too.
+fn run_case_resuming(case: &Case, root: &Path, from_capture: bool, picture: bool) -> (SeedReport, Option<Timeline>) {
     let run_dir = RunDir::claim(case, root);
     let dir = run_dir.store();
     let (mut report, mut trace, reference) = match start(case, &dir, "") {
         Ok(started) => started,
-        Err(report) => return *report,
+        Err(failed) => {
+            let ReferenceFailed { report, captured } = *failed;
+            let timeline = picture.then(|| timeline::build(case, &report, &captured, &run_dir.scratch("heights")));
+            return (report, timeline);
+        }
     };
     report.plan = case.crash_plan(&reference.sites);
     let named: Vec<String> = report.plan.iter().map(|c| c.to_string()).collect();
@@ -48,33 +62,58 @@ fn run_case_resuming(case: &Case, root: &Path, from_capture: bool) -> SeedReport
         let named: Vec<String> = report.fault_plan.iter().map(|f| f.to_string()).collect();
         trace.line(format!("I/O fault plan: {}", named.join(", ")));
     }
-    let faulty = faulty_run(case, &dir, &report, Arc::new(reference), trace, from_capture);
-    verdict(case, report, faulty)
+    let reference = Arc::new(reference);
+    let mut faulty = faulty_run(case, &dir, &report, reference.clone(), trace, (from_capture, picture));
+    let points = picture.then(|| run_points(&reference, &mut faulty));
+    let report = verdict(case, report, faulty, &reference);
+    let timeline = points.map(|points| timeline::build(case, &report, &points, &run_dir.scratch("heights")));
+    (report, timeline)
+}
+
+/// Every point the faulty run went through, with its disk: the reference's
+/// up to the first crash when the run started from its capture, then its own.
+fn run_points(reference: &Reference, faulty: &mut FaultyOutcome) -> Vec<Captured> {
+    let own = std::mem::take(&mut faulty.captured);
+    let first_own = own.first().map(|c| c.ordinal);
+    let resumed_after = faulty.crashes.first().map(|c| c.ordinal + 1);
+    let prefix = first_own.or(resumed_after).unwrap_or(0) as usize;
+    reference.captured.iter().take(prefix).cloned().chain(own).collect()
+}
+
+/// A seed whose reference run failed: its finished report, and the disk at
+/// every point the run hit (what its timeline draws).
+pub(super) struct ReferenceFailed {
+    pub(super) report: SeedReport,
+    captured: Vec<Captured>,
 }
 
 /// The first line of a seed's trace, its empty report, and its reference run in
-/// `dir`; `Err` is the finished report of a reference run that failed.
+/// `dir`; `Err` when the reference run failed.
 pub(super) fn start(
     case: &Case,
     dir: &Path,
     header_suffix: &str,
-) -> Result<(SeedReport, Trace, Reference), Box<SeedReport>> {
+) -> Result<(SeedReport, Trace, Reference), Box<ReferenceFailed>> {
     let mut trace = Trace::new(case.verbose);
     trace.line(format!("SEED={} design={} {}{header_suffix}", case.seed, case.design, case.options));
     let mut report = SeedReport::empty(case);
     let reference = match reference_run(case, dir, &mut trace) {
         Ok(reference) => reference,
-        Err(failure) => return Err(Box::new(finish(report, trace, Some(failure)))),
+        Err((failure, captured)) => {
+            return Err(Box::new(ReferenceFailed { report: finish(report, trace, Some(failure)), captured }))
+        }
     };
     report.cranks = reference.reports.iter().map(|r| r.cranks).sum();
     report.evictions = reference.final_snapshot.evictions;
     Ok((report, trace, reference))
 }
 
-/// The report of a seed whose faulty run came out as `faulty`.
-fn verdict(case: &Case, mut report: SeedReport, faulty: FaultyOutcome) -> SeedReport {
+/// The report of a seed whose faulty run came out as `faulty`, with the rare
+/// states it reached.
+fn verdict(case: &Case, mut report: SeedReport, faulty: FaultyOutcome, reference: &Reference) -> SeedReport {
     report.crashes = faulty.crashes;
     report.faults = faulty.faults;
+    report.events = faulty.events;
     report.skips.faults_absorbed = faulty.faults_absorbed;
     report.recoveries_checked = faulty.recoveries;
     report.final_state = faulty.final_state;
@@ -99,6 +138,7 @@ fn verdict(case: &Case, mut report: SeedReport, faulty: FaultyOutcome) -> SeedRe
         CrashPlan::Explicit(_) => &faulty.unreached[..],
     };
     let failure = faulty.failure.or_else(|| check::plan_reached(crashes_unreached, faults_unreached));
+    report.coverage = coverage::reached(&report, reference);
     finish(report, trace, failure)
 }
 
@@ -110,10 +150,14 @@ fn not_reached<'a, T: std::fmt::Display>(trace: &mut Trace, events: &[T]) -> &'a
     &[]
 }
 
-/// The finished report: `failure` (or none), said last in the trace.
+/// The finished report: `failure` (or none), said last in the trace, with
+/// what differs decoded below it.
 pub(super) fn finish(mut report: SeedReport, mut trace: Trace, failure: Option<Failure>) -> SeedReport {
     match &failure {
-        Some(failure) => trace.line(format!("FAILED: {failure}")),
+        Some(failure) => {
+            trace.line(format!("FAILED: {failure}"));
+            failure.detail.iter().for_each(|line| trace.line(format!("  {line}")));
+        }
         None => trace.line("passed".to_string()),
     }
     report.failure = failure;
@@ -135,7 +179,7 @@ fn faulty_run(
     report: &SeedReport,
     reference: Arc<Reference>,
     trace: Trace,
-    from_capture: bool,
+    (from_capture, recording): (bool, bool),
 ) -> FaultyOutcome {
     let (plan, faults) = (report.plan.clone(), report.fault_plan.clone());
     let events = plan.len() + faults.len();
@@ -148,7 +192,7 @@ fn faulty_run(
         Some((world, acked)) => (world, Start::AfterCrash { acked }),
         None => (World::new(case.seed, case.options.crash, plan), Start::Fresh),
     };
-    let world = world.with_faults(faults, case.mutation == Some(Mutation::FsyncRetry));
+    let world = world.with_faults(faults, case.mutation == Some(Mutation::FsyncRetry)).recording(recording);
     run_host(case, dir, reference, world, Course { start, events, limit: None }, trace)
 }
 
@@ -210,7 +254,8 @@ pub(super) fn resumed_in_state(
         file: captured.file.clone(),
         at: captured.at,
         torn: state.torn,
-        disk: crate::disk::describe_crash(&captured.disk, &state.image),
+        window: captured.window,
+        disk: crate::disk::CrashDisk::of(&captured.disk, &state.image),
     };
     let world = World::resumed(case.seed, case.options.crash, rest, record, state.image, rng);
     // The host sees block h committed when run_block(h) returns: a crash while

@@ -134,6 +134,8 @@ pub struct VatStatus {
     pub vatstore: BTreeMap<String, String>,
     pub heap_digest: String,
     pub heap_summary: String,
+    /// The whole heap as JSON (what `heap_digest` digests).
+    pub heap: String,
 }
 
 /// A vat's heap rebuilt two ways: from its snapshot (and the span after
@@ -216,6 +218,12 @@ impl Kernel {
 
     pub fn worker_stats(&self) -> WorkerStats {
         WorkerStats { online: self.workers.online().count(), ..self.workers.stats }
+    }
+
+    /// The vats whose workers are online now, by name; the others are rebuilt
+    /// by replay when next used.
+    pub fn workers_online(&self) -> Vec<String> {
+        self.workers.online().map(str::to_string).collect()
     }
 
     /// The height of the last block whose commit is durable (`None`: no block yet).
@@ -570,6 +578,7 @@ impl Kernel {
             vatstore: vatstore.collect(),
             heap_digest: worker.heap_digest(),
             heap_summary: worker.heap_summary(),
+            heap: worker.heap_json(),
         };
         self.workers.put(vat, worker);
         Ok(status)

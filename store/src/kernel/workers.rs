@@ -18,6 +18,9 @@ pub struct WorkerStats {
     pub online: usize,
     pub evictions: u64,
     pub rebuilds: u64,
+    /// Rebuilds of a vat upgraded before (incarnation above 0): its replay
+    /// must start at the new incarnation's span.
+    pub rebuilds_after_upgrade: u64,
     pub replayed_deliveries: u64,
 }
 
@@ -100,6 +103,9 @@ pub(crate) fn rebuild(store: &SwingStore, vat: &str, from: From, workers: &mut W
         stats.replayed_deliveries += 1;
     }
     stats.rebuilds += 1;
+    if store.kv_get(&keys::incarnation(vat))?.is_some_and(|incarnation| incarnation != "0") {
+        stats.rebuilds_after_upgrade += 1;
+    }
     Ok(worker)
 }
 

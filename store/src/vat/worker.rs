@@ -120,10 +120,14 @@ impl VatWorker {
         Ok(VatWorker { heap: snapshot.heap, ..worker })
     }
 
-    /// A digest of the whole heap.
+    /// A digest of the whole heap ([`VatWorker::heap_json`]).
     pub fn heap_digest(&self) -> String {
-        let encoded = serde_json::to_vec(&self.heap).expect("heap encodes");
-        hex16(&Sha256::digest(encoded))
+        hex16(&Sha256::digest(self.heap_json()))
+    }
+
+    /// The whole heap as JSON: what a person compares when two heaps differ.
+    pub fn heap_json(&self) -> String {
+        serde_json::to_string(&self.heap).expect("heap encodes")
     }
 
     /// A short readable summary of the heap (for traces and snapshots).

@@ -296,8 +296,8 @@ fn naive_seed(case: &Case, dir: &Path) -> Result<(), String> {
         reports.push(report);
     }
     let last = snapshot(&mut kernel, true).map_err(|e| e.to_string())?;
-    if let Some(diff) = diff_heaps(&heaps[workload.len()], &last) {
-        return Err(diff);
+    if let Some(diff) = diff_heaps(&heaps[workload.len()], &last, &|_| None) {
+        return Err(diff.message);
     }
     kernel.close();
     let points = seen.load(Ordering::Relaxed);
@@ -341,9 +341,9 @@ fn naive_seed(case: &Case, dir: &Path) -> Result<(), String> {
 
 fn compare(expected: &Snapshot, heaps: &BTreeMap<String, String>, found: &Snapshot) -> Result<(), String> {
     diff_kv(&expected.kv, &found.kv)
-        .or_else(|| diff_spans(expected, found))
-        .or_else(|| diff_heaps(heaps, found))
-        .map_or(Ok(()), Err)
+        .or_else(|| diff_spans(expected, found, &|_| None))
+        .or_else(|| diff_heaps(heaps, found, &|_| None))
+        .map_or(Ok(()), |diff| Err(diff.message))
 }
 
 /// The naive harness on `seeds` seeds, on `jobs` threads, in the system temp dir.

@@ -1,5 +1,5 @@
 //! One module per command. Each imports only the shared modules of the crate
-//! (`args`, `unit`, `pool`, `report`, `signals`), never another command.
+//! (`args`, `unit`, `pool`, `report`, `bug_report`, `signals`), never another command.
 
 pub mod bench;
 pub mod durability_matrix;

@@ -3,16 +3,19 @@
 //! with its readable trace.
 
 use crate::args::{parse_number, usage_error, RunSpec, Shard};
+use crate::bug_report::{self, Failed};
 use crate::pool::{jobs_or_cores, run_pool, PoolConfig};
-use crate::report::{print_failure, print_summary, write_reports};
+use crate::report::{coverage_complete, print_failure, print_summary, write_reports};
 use crate::signals::{self, Interrupted};
 use crate::unit;
 use clap::Args;
 use sim::run::scratch_root;
-use sim::summary::Summary;
-use std::path::PathBuf;
+use sim::shrink::shrink;
+use sim::summary::{FailureRecord, Summary};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use store::Design;
 
 #[derive(Args, Debug)]
 pub struct SimArgs {
@@ -44,6 +47,21 @@ pub struct SimArgs {
     /// Run shard K of N: every N-th seed from --start + K - 1 (N machines, no overlap).
     #[arg(long, value_parser = Shard::parse)]
     pub shard: Option<Shard>,
+    /// With --seed and one design: draw the run's timeline into this SVG file.
+    #[arg(long)]
+    pub timeline: Option<PathBuf>,
+    /// Fail (exit 1) when the run never reached a state of the coverage list
+    /// (sim::coverage), naming each: for runs of enough seeds (the default
+    /// 10,000-seed run reaches every state).
+    #[arg(long)]
+    pub require_coverage: bool,
+    /// Write a bug report (Markdown, with the timelines as SVG) per failure
+    /// into this directory: each failure is run again and shrunk.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// With --report: report at most this many failures (the first by seed).
+    #[arg(long, default_value = "5")]
+    pub max_reports: usize,
     /// Test hook: `SEED:panic|abort|hang` makes that seed misbehave in its worker.
     #[arg(long, hide = true)]
     pub misbehave: Vec<String>,
@@ -60,6 +78,10 @@ fn validate(args: &SimArgs) -> Result<(), String> {
     if args.start.checked_add(args.seeds).is_none() {
         return Err("--start plus --seeds overflows".into());
     }
+    let one_run = args.seed.is_some() && args.spec.design.0.len() == 1 && !args.spec.exhaustive;
+    if args.timeline.is_some() && !one_run {
+        return Err("--timeline draws one run: --seed, one --design, not --exhaustive".into());
+    }
     Ok(())
 }
 
@@ -70,7 +92,7 @@ pub fn run(args: SimArgs) -> ExitCode {
     let started = Instant::now();
     let mut summary = Summary::new(args.spec.design.0.iter().map(|d| d.name().to_string()).collect());
     let ran = match args.seed {
-        Some(seed) => Ok(run_single(seed, &args.spec, &mut summary)),
+        Some(seed) => run_single(seed, &args.spec, args.timeline.as_deref(), &mut summary),
         None => run_many(&args, &mut summary),
     };
     let interrupted = match ran {
@@ -89,36 +111,89 @@ pub fn run(args: SimArgs) -> ExitCode {
         println!("exhaustive: {points} crash states explored in {seconds:.2} s ({rate:.0} states/s)");
     }
     print_summary(&summary);
-    if let Err(message) = write_reports(&summary, args.json.as_deref(), args.junit.as_deref(), "sim") {
+    let written = write_reports(&summary, args.json.as_deref(), args.junit.as_deref(), "sim")
+        .and_then(|()| args.report.as_deref().map_or(Ok(()), |dir| report_failures(&args, &summary, dir)));
+    if let Err(message) = written {
         eprintln!("error: {message}");
         return ExitCode::from(2);
     }
-    match (interrupted, summary.failed) {
+    let covered = interrupted.is_some() || !args.require_coverage || coverage_complete(&summary);
+    match (signals::interrupted().or(interrupted), summary.failed) {
         (Some(signal), _) => signal.exit_code(),
-        (None, 0) => ExitCode::SUCCESS,
+        (None, 0) if covered => ExitCode::SUCCESS,
         (None, _) => ExitCode::from(1),
     }
 }
 
-/// One seed in this process, each design's trace printed; `Some` when a
-/// signal stopped it before every design ran.
-fn run_single(seed: u64, spec: &RunSpec, summary: &mut Summary) -> Option<Interrupted> {
+/// `--report`: a bug report for each of the first `--max-reports` failures,
+/// each shrunk first (a signal stops the reporting).
+fn report_failures(args: &SimArgs, summary: &Summary, dir: &Path) -> Result<(), String> {
+    let commit = bug_report::commit();
+    for failure in summary.failures.iter().take(args.max_reports) {
+        if signals::interrupted().is_some() {
+            break;
+        }
+        let design: Design = failure.design.parse()?;
+        let shrunk = shrunk(failure, &args.spec, design);
+        let failed = Failed { failure, spec: &args.spec, design, shrunk: shrunk.as_ref().map_err(Clone::clone) };
+        println!("report: {}", bug_report::write(dir, &failed, &commit)?.display());
+    }
+    if summary.failures.len() > args.max_reports {
+        let left = summary.failures.len() - args.max_reports;
+        println!(
+            "report: {left} more failures not reported (--max-reports {}); their repro lines are above",
+            args.max_reports
+        );
+    }
+    Ok(())
+}
+
+/// `failure` shrunk to a scenario, or why not.
+fn shrunk(failure: &FailureRecord, spec: &RunSpec, design: Design) -> Result<sim::shrink::Shrunk, String> {
+    if !bug_report::rerunnable(failure) {
+        return Err("the seed's run panicked, hung or killed its worker".into());
+    }
+    let stop = || signals::interrupted().is_some();
+    let mut shrunk = shrink(&spec.case(failure.seed, design, false), &scratch_root().0, 2000, &stop)?;
+    shrunk.scenario.description = format!(
+        "Shrunk from `{}` ({} events to {}): {}",
+        failure.repro, shrunk.events_before, shrunk.events_after, shrunk.message
+    );
+    Ok(shrunk)
+}
+
+/// One seed in this process, each design's trace printed, its timeline
+/// drawn into `timeline` if asked; `Some` when a signal stopped it before
+/// every design ran.
+fn run_single(
+    seed: u64,
+    spec: &RunSpec,
+    timeline: Option<&Path>,
+    summary: &mut Summary,
+) -> Result<Option<Interrupted>, String> {
     let (root, warning) = scratch_root();
     if let Some(warning) = warning {
         eprintln!("{warning}");
     }
     for design in &spec.design.0 {
         if let Some(signal) = signals::interrupted() {
-            return Some(signal);
+            return Ok(Some(signal));
         }
-        let unit = unit::run(spec, seed, *design, &root, true);
+        let unit = match timeline {
+            Some(_) => unit::run_pictured(spec, seed, *design, &root),
+            None => unit::run(spec, seed, *design, &root, true),
+        };
         for line in &unit.lines {
             println!("{line}");
         }
         println!("trace hash {}", unit.result.trace_hash);
+        if let (Some(path), Some(picture)) = (timeline, &unit.timeline) {
+            std::fs::write(path, picture.svg()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+            println!("timeline: {}", path.display());
+        }
         summary.add(&unit.result);
     }
-    None
+    Ok(None)
 }
 
 /// Many seeds through the worker pool.

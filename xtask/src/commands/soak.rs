@@ -1,17 +1,20 @@
 //! `cargo xtask soak --minutes M [--seed-base B] [--shard K/N]`: fresh seeds until
 //! the time is up, every design expected to pass, the fault mode chosen per seed;
-//! each failure shrunk into a scenario file in the output folder, with its repro.
+//! each failure shrunk into a scenario file in the output folder, with its repro
+//! and its timeline (`NAME.svg` beside `NAME.toml`); `--report DIR` writes a bug
+//! report per failure, `--require-coverage` fails a soak that missed a rare state.
 //! `--shard K/N` lets N machines share one soak with no overlap and no coordination.
 
 use crate::args::{parse_number, usage_error, Designs, RunSpec, Shard};
+use crate::bug_report::{self, Failed};
 use crate::pool::{run_pool, PoolConfig};
-use crate::report::{self, print_failure, print_summary};
+use crate::report::{self, coverage_complete, print_failure, print_summary};
 use crate::signals::{self, Interrupted};
 use clap::Args;
 use sim::run::scratch_root;
-use sim::shrink::shrink;
-use sim::summary::Summary;
-use std::path::PathBuf;
+use sim::shrink::{shrink, Shrunk};
+use sim::summary::{FailureRecord, Summary};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 use store::Design;
@@ -40,6 +43,16 @@ pub struct SoakArgs {
     /// Shrink at most this many failures (the first by seed); the rest keep their repro line.
     #[arg(long, default_value = "5")]
     pub max_shrink: usize,
+    /// Fail when the soak never reached a state of the coverage list (sim::coverage), naming it.
+    #[arg(long)]
+    pub require_coverage: bool,
+    /// Write a bug report (Markdown, timelines as SVG) per failure into this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// With --report: report at most this many failures (the first by seed;
+    /// default: every failure). The first --max-shrink of them are shrunk.
+    #[arg(long)]
+    pub max_reports: Option<usize>,
 }
 
 /// What a soak covered, besides the summary: which seeds, exactly.
@@ -102,12 +115,19 @@ pub fn run(args: SoakArgs) -> ExitCode {
     };
     summary.finish(started.elapsed().as_secs_f64());
     // Interrupted, the soak shrinks nothing: every failure keeps its repro line.
-    let scenarios = match interrupted {
-        None => shrink_failures(&summary, &spec, &args.out, args.max_shrink),
+    let shrunk = match interrupted {
+        None => shrink_failures(&summary, &spec, args.max_shrink),
         Some(_) => Vec::new(),
     };
+    let scenarios = save_scenarios(&shrunk, &args.out);
     summary.interrupted = signals::interrupted().map(Interrupted::name);
     print_summary(&summary);
+    if let (Some(dir), None) = (&args.report, signals::interrupted()) {
+        let max = args.max_reports.unwrap_or(usize::MAX);
+        if let Err(message) = report_failures(&summary, &spec, &shrunk, dir, max) {
+            return usage_error(message);
+        }
+    }
     let soak = SoakSummary {
         summary: &summary,
         seed_base: base,
@@ -119,41 +139,90 @@ pub fn run(args: SoakArgs) -> ExitCode {
     if let Err(message) = write(&args, &soak) {
         return usage_error(message);
     }
+    let covered = signals::interrupted().is_some() || !args.require_coverage || coverage_complete(&summary);
     match (signals::interrupted(), summary.failed) {
         (Some(signal), _) => signal.exit_code(),
-        (None, 0) => ExitCode::SUCCESS,
+        (None, 0) if covered => ExitCode::SUCCESS,
         (None, _) => ExitCode::from(1),
     }
 }
 
-/// Shrink every failure into a scenario file under `out` (the first `max` by
-/// seed; a signal stops the shrinking).
-fn shrink_failures(summary: &Summary, spec: &RunSpec, out: &std::path::Path, max: usize) -> Vec<String> {
-    let mut written = Vec::new();
+/// The first `max` failures by seed, each shrunk (a signal stops the
+/// shrinking), with the seed it came from.
+fn shrink_failures(summary: &Summary, spec: &RunSpec, max: usize) -> Vec<(u64, Design, Shrunk)> {
+    let mut shrunk = Vec::new();
     let root = scratch_root().0;
     let stop = || signals::interrupted().is_some();
     for failure in summary.failures.iter().take(max) {
         let Ok(design) = failure.design.parse::<Design>() else { continue };
-        if stop() {
-            break;
+        if stop() || !bug_report::rerunnable(failure) {
+            continue;
         }
-        let Ok(shrunk) = shrink(&spec.case(failure.seed, design, false), &root, 2000, &stop) else {
+        let Ok(mut one) = shrink(&spec.case(failure.seed, design, false), &root, 2000, &stop) else {
             println!("  seed {} did not fail again when run alone: {}", failure.seed, failure.repro);
             continue;
         };
-        let mut scenario = shrunk.scenario;
-        scenario.description = format!("Soak failure, shrunk from `{}`: {}", failure.repro, shrunk.message);
-        let path = out.join(format!("{design}-seed-{}.toml", failure.seed));
-        let saved = std::fs::create_dir_all(out).and_then(|_| std::fs::write(&path, scenario.to_toml()));
+        one.scenario.description = format!("Soak failure, shrunk from `{}`: {}", failure.repro, one.message);
+        println!("  shrunk seed {} to {} events", failure.seed, one.events_after);
+        shrunk.push((failure.seed, design, one));
+    }
+    shrunk
+}
+
+/// Each shrunk failure as a scenario file under `out`, its timeline beside
+/// it (`NAME.svg`); the scenario files written.
+fn save_scenarios(shrunk: &[(u64, Design, Shrunk)], out: &Path) -> Vec<String> {
+    let root = scratch_root().0;
+    let mut written = Vec::new();
+    for (seed, design, one) in shrunk {
+        let path = out.join(format!("{design}-seed-{seed}.toml"));
+        let (_, timeline) = one.scenario.run_pictured(&root);
+        let saved = std::fs::create_dir_all(out)
+            .and_then(|_| std::fs::write(&path, one.scenario.to_toml()))
+            .and_then(|_| std::fs::write(path.with_extension("svg"), timeline.svg()));
         match saved {
             Ok(()) => {
-                println!("  shrunk seed {} to {} events: {}", failure.seed, shrunk.events_after, path.display());
+                println!("  {}: {} events, timeline beside it", path.display(), one.events_after);
                 written.push(path.display().to_string());
             }
             Err(error) => eprintln!("error: cannot write {}: {error}", path.display()),
         }
     }
     written
+}
+
+/// `--report`: a bug report for each of the first `max` failures, with its
+/// shrunk scenario when it has one (a signal stops the reporting).
+fn report_failures(
+    summary: &Summary,
+    spec: &RunSpec,
+    shrunk: &[(u64, Design, Shrunk)],
+    dir: &Path,
+    max: usize,
+) -> Result<(), String> {
+    let commit = bug_report::commit();
+    for failure in summary.failures.iter().take(max) {
+        if signals::interrupted().is_some() {
+            break;
+        }
+        let design: Design = failure.design.parse()?;
+        let failed = Failed { failure, spec, design, shrunk: shrunk_of(failure, design, shrunk) };
+        println!("report: {}", bug_report::write(dir, &failed, &commit)?.display());
+    }
+    if summary.failures.len() > max {
+        println!("report: {} more failures not reported (--max-reports {max})", summary.failures.len() - max);
+    }
+    Ok(())
+}
+
+/// The shrunk scenario of `failure`, or why it has none.
+fn shrunk_of<'a>(
+    failure: &FailureRecord,
+    design: Design,
+    shrunk: &'a [(u64, Design, Shrunk)],
+) -> Result<&'a Shrunk, String> {
+    let found = shrunk.iter().find(|(seed, d, _)| *seed == failure.seed && *d == design).map(|(_, _, s)| s);
+    found.ok_or_else(|| "not shrunk (beyond --max-shrink, or it did not fail again alone)".into())
 }
 
 /// Seeds as runs of consecutive shard members.

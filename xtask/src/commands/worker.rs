@@ -53,7 +53,7 @@ pub fn run(args: WorkerArgs) -> ExitCode {
         let _ = out.flush();
         let result = match misbehave(&args.misbehave, seed) {
             Some(Injected::Panic) => {
-                let panicked = unit::catching(|| panic!("injected panic (--misbehave)"));
+                let panicked = unit::catching::<()>(|| panic!("injected panic (--misbehave)"));
                 unit::panicked(&args.spec, seed, design, &panicked.expect_err("a panic"))
             }
             None => unit::run(&args.spec, seed, design, &root, false).result,
