@@ -62,16 +62,13 @@ impl Chain {
     /// Open the node in `home` (created if missing) and reconcile the two
     /// heights (see the module doc).
     pub fn open(home: &Path, store: StoreConfig, kernel: KernelConfig, chain: ChainConfig) -> Result<Chain> {
-        let no_dir_sync = store.mutant == Some(Mutant::NoDirSync);
         std::fs::create_dir_all(home.join(STORE_DIR))?;
         std::fs::create_dir_all(home.join(CHAIN_DIR))?;
-        if !no_dir_sync {
-            // The two directories exist after a power loss only once their
-            // parent is synced (POSIX; the ALICE model).
-            std::fs::File::open(home)?.sync_all()?;
-        }
+        // The two directories exist after a power loss only once their
+        // parent is synced (POSIX; the ALICE model).
+        std::fs::File::open(home)?.sync_all()?;
         let kernel = Kernel::open(&home.join(STORE_DIR), store, kernel)?;
-        let db = ChainDb::open(&home.join(CHAIN_DIR), &chain, no_dir_sync).map_err(|e| e.relative_to(home))?;
+        let db = ChainDb::open(&home.join(CHAIN_DIR), &chain).map_err(|e| e.relative_to(home))?;
         let (observer, mutant) = (chain.observer, chain.mutant);
         let mut node = Chain { kernel, db, observer, mutant, reconciled: Reconciled::InStep { height: 0 } };
         node.reconciled = node.reconcile()?;
@@ -169,15 +166,13 @@ const REDB_TABLE: redb::TableDefinition<&str, &str> = redb::TableDefinition::new
 const CHECKPOINT_EVERY_COMMITS: u32 = 8;
 
 impl ChainDb {
-    fn open(dir: &Path, config: &ChainConfig, no_dir_sync: bool) -> Result<ChainDb> {
+    fn open(dir: &Path, config: &ChainConfig) -> Result<ChainDb> {
         let db = match config.engine {
             HostDb::Sqlite => ChainDb::open_sqlite(dir, config)?,
             HostDb::Redb => ChainDb::open_redb(dir)?,
         };
-        if !no_dir_sync {
-            // The database file's own entry (neither engine syncs it).
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        // The database file's own entry (neither engine syncs it).
+        std::fs::File::open(dir)?.sync_all()?;
         Ok(db)
     }
 
