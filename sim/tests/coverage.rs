@@ -41,7 +41,7 @@ const EXPECTED: &[(&str, &[&str])] = &[
         &["crash-at-point-a", "window-crash-after-upgrade", "two-crashes-in-one-block", "sqlite-ahead-at-recovery"],
     ),
     ("write-eio-twice", &["fault-write-eio", "crash-during-recovery"]),
-    ("crash-at-point-b", &["crash-at-point-b", "recovered-block-in-flight"]),
+    ("crash-at-point-b", &["crash-at-point-b", "hangover-at-restart", "recovered-block-in-flight"]),
     ("notify-chain", &["crash-at-crank"]),
     (
         "crash-between-b-and-c",
