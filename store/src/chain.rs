@@ -143,6 +143,13 @@ impl Chain {
     }
 }
 
+/// The height the host's database in `home` holds (0: none), opened on its
+/// own, without the kernel: for reading what a disk image would recover.
+pub fn read_host_height(home: &Path, engine: HostDb) -> Result<u64> {
+    let config = ChainConfig { engine, sqlite_vfs: None, observer: Box::new(crate::NoObserver), mutant: None };
+    ChainDb::open(&home.join(CHAIN_DIR), &config)?.height()
+}
+
 /// The host's state after block `height` with its chain `sends`: the
 /// height, and each send under `out.<height>.<index>` as `<vat>: <body>`.
 pub fn host_entries(height: u64, sends: &[ChainSend]) -> Vec<(String, String)> {

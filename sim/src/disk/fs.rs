@@ -117,6 +117,20 @@ impl Image {
     }
 
     /// Every file, by path relative to the root, in path order.
+    /// This image with only the top-level directory `name` (and what is in it).
+    pub fn only_under(&self, name: &str) -> Image {
+        let mut root = DirImage::default();
+        if let Some(entry) = self.root.entries.get(name) {
+            root.entries.insert(name.to_string(), entry.clone());
+        }
+        Image { root }
+    }
+
+    /// Whether the image holds no file at all.
+    pub fn is_empty(&self) -> bool {
+        self.files().is_empty()
+    }
+
     pub fn files(&self) -> Vec<(String, &CowBytes)> {
         let mut out = Vec::new();
         collect_files(&self.root, "", &mut out);

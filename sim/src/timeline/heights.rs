@@ -23,12 +23,13 @@ pub(super) struct Reader {
     settings: crate::options::Settings,
     last_durable: Option<(Image, Heights)>,
     last_written: Option<(Image, Heights)>,
+    last_host: Option<(Image, Reading)>,
 }
 
 impl Reader {
     pub(super) fn new(dir: &Path, case: &Case) -> Reader {
         let (design, settings) = (case.design, case.options.settings);
-        Reader { dir: dir.to_path_buf(), design, settings, last_durable: None, last_written: None }
+        Reader { dir: dir.to_path_buf(), design, settings, last_durable: None, last_written: None, last_host: None }
     }
 
     /// What a power loss at this disk state would keep.
@@ -48,6 +49,35 @@ impl Reader {
         let heights = self.cached(&mut last, image);
         self.last_written = last;
         heights
+    }
+
+    /// The height the host's database would keep at a power loss at this
+    /// disk state (read again only when its files changed).
+    pub(super) fn host_durable(&mut self, fs: &Arc<Fs>) -> Reading {
+        let image = fs.surviving(&mut NothingPending).only_under(store::chain::CHAIN_DIR);
+        if let Some((seen, reading)) = &self.last_host {
+            if *seen == image {
+                return *reading;
+            }
+        }
+        let reading = self.read_host(&image);
+        self.last_host = Some((image, reading));
+        reading
+    }
+
+    fn read_host(&self, image: &Image) -> Reading {
+        if image.is_empty() {
+            return Reading::Absent;
+        }
+        let home = self.dir.join("host");
+        crate::disk::materialise(&home, image);
+        let reading = match store::chain::read_host_height(&home, self.settings.host_db) {
+            Ok(0) => Reading::Empty,
+            Ok(height) => Reading::At(height),
+            Err(_) => Reading::Unreadable,
+        };
+        let _ = std::fs::remove_dir_all(&home);
+        reading
     }
 
     /// The heights of `image`, read again only when it differs from `last`'s.

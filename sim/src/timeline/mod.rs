@@ -76,6 +76,8 @@ pub struct Point {
     /// At the store's commit points: what the live files hold, i.e. what
     /// the databases have acknowledged.
     pub acknowledged: Option<Heights>,
+    /// The height the host's own database would keep at a power loss here.
+    pub host_durable: Reading,
 }
 
 /// A run, ready to draw.
@@ -121,6 +123,7 @@ pub(crate) fn build(case: &Case, report: &SeedReport, points: &[Captured], scrat
             durable: reader.durable(&captured.disk),
             acknowledged: matches!(captured.kind, PointKind::PointA | PointKind::PointB)
                 .then(|| reader.written(&captured.disk)),
+            host_durable: reader.host_durable(&captured.disk),
         })
         .collect();
     let _ = std::fs::remove_dir_all(scratch);

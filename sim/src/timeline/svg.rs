@@ -38,11 +38,12 @@ const NO_PROCESS: &str = "#d9d9d9";
 
 /// The lanes of heights, top to bottom: a label (`{kv}`: where kvStore
 /// lives) and what the lane shows at each point.
-const LANES: [(&str, Lane); 5] = [
+const LANES: [(&str, Lane); 6] = [
     ("SQLite acknowledged", Lane::Acknowledged(Db::Sqlite)),
     ("{kv} acknowledged", Lane::Acknowledged(Db::Kv)),
     ("SQLite durable", Lane::Durable(Db::Sqlite)),
     ("{kv} durable", Lane::Durable(Db::Kv)),
+    ("host database durable", Lane::HostDurable),
     ("host: seen committed", Lane::Host),
 ];
 
@@ -56,6 +57,9 @@ enum Db {
 enum Lane {
     Acknowledged(Db),
     Durable(Db),
+    /// The host's own database: what a power loss would keep.
+    HostDurable,
+    /// The block the host (the simulator's) saw committed.
     Host,
 }
 
@@ -139,7 +143,7 @@ impl<'a> Picture<'a> {
         }
         let y = y + 18;
         self.rect((12, y - 9, 9, 9), APART, None);
-        self.text(25, y, "", "the databases apart (between point A and point B, a lost file)");
+        self.text(25, y, "", "databases apart (point A to B, B to C, a lost file)");
         self.rect((470, y - 9, 9, 9), NO_PROCESS, None);
         self.text(483, y, "", "no process (died, not recovered yet)");
         self.text(740, y, "", "durable: kept by a power loss here");
@@ -199,8 +203,11 @@ impl<'a> Picture<'a> {
         let values: Vec<Vec<Option<Reading>>> = LANES.iter().map(|(_, lane)| self.lane(*lane)).collect();
         for (index, (label, lane)) in LANES.iter().enumerate() {
             self.label(self.y + 12, &label.replace("{kv}", &format!("kvStore ({})", self.timeline.kv_database)));
+            // Orange where two databases hold other blocks: SQLite against
+            // kvStore, and the host's database against kvStore (point C).
             let other = match lane {
                 Lane::Acknowledged(_) | Lane::Durable(_) => Some(&values[index ^ 1]),
+                Lane::HostDurable => Some(&values[3]),
                 Lane::Host => None,
             };
             self.segments(&values[index], other);
@@ -240,6 +247,7 @@ impl<'a> Picture<'a> {
         match lane {
             Lane::Durable(db) => self.timeline.points.iter().map(|p| Some(pick(p.durable, db))).collect(),
             Lane::Acknowledged(db) => self.acknowledged().into_iter().map(|h| h.map(|h| pick(h, db))).collect(),
+            Lane::HostDurable => self.timeline.points.iter().map(|p| Some(p.host_durable)).collect(),
             Lane::Host => self.host_seen().into_iter().map(|h| Some(height_reading(h))).collect(),
         }
     }
