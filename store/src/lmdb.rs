@@ -27,6 +27,13 @@ impl LmdbKv {
         }
         let env = open_env(dir, map_bytes, flags).map_err(|e| lmdb_open_error(dir, e))?;
         let db = create_main_db(&env)?;
+        // What the store reads must be durable before it builds on it (as
+        // with SQLite's WAL and journal at open). When LMDB's O_DSYNC write
+        // of a meta page fails, it writes "some old data back" to that page
+        // through its ordinary descriptor (mdb_env_write_meta, mdb.c): a
+        // write nothing syncs, which a power loss may tear, and LMDB refuses
+        // an environment with a malformed meta page (MDB_INVALID).
+        env.force_sync()?;
         let deletes_separate = mutant == Some(Mutant::LmdbDeletesSeparate);
         Ok(LmdbKv { env: Some(env), db, reader: RefCell::new(None), deletes_separate })
     }
