@@ -96,17 +96,12 @@ impl FailureKind {
         serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
     }
 
-    /// Whether this is the kind of a kernel error (see [`FailureKind::of_error`]),
-    /// as opposed to a check that found a wrong state.
+    /// Whether only a kernel error has this kind (see [`FailureKind::of_error`]),
+    /// never a check that found a wrong state. `snapshot-broken` and
+    /// `height-mismatch` come from both, so they are not: a liveness restart
+    /// that fails with one keeps that kind rather than becoming `stuck`.
     pub fn is_kernel_error(self) -> bool {
-        matches!(
-            self,
-            FailureKind::ReplayDiverged
-                | FailureKind::TranscriptMissing
-                | FailureKind::KernelError
-                | FailureKind::SnapshotBroken
-                | FailureKind::HeightMismatch
-        )
+        matches!(self, FailureKind::ReplayDiverged | FailureKind::TranscriptMissing | FailureKind::KernelError)
     }
 
     /// The failure kind of a kernel error after a restart.

@@ -233,10 +233,10 @@ fn snapshot_problems(kernel: &Kernel, vats: &[String]) -> store::Result<Vec<Stri
     for vat in vats {
         let Some(record) = store::kernel::snapshots::record(store, vat)? else { continue };
         if let Err(problem) = store.snapshot_load(&record.hash)? {
-            let reason: String = problem.into();
+            let reason = problem.to_string();
             problems.push(format!("vat {vat}: {} {reason}", store::snap_store::snapshot_file(&record.hash)));
         }
-        used.push(format!("{}.heap", record.hash));
+        used.push(store::snap_store::file_name(&record.hash));
     }
     for name in store.snapshot_files()? {
         if !used.contains(&name) {

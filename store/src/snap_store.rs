@@ -50,9 +50,14 @@ pub fn snapshot_hash(bytes: &[u8]) -> String {
     crate::vat::hex(&Sha256::digest(bytes)[..16])
 }
 
+/// The file name of the snapshot `hash` in the snapshot directory.
+pub fn file_name(hash: &str) -> String {
+    format!("{hash}{SUFFIX}")
+}
+
 /// The file name of the snapshot `hash` (relative to the store's directory).
 pub fn snapshot_file(hash: &str) -> String {
-    format!("{SNAPSHOT_DIR}/{hash}{SUFFIX}")
+    format!("{SNAPSHOT_DIR}/{}", file_name(hash))
 }
 
 impl SnapStore {
@@ -65,7 +70,7 @@ impl SnapStore {
     }
 
     fn path(&self, hash: &str) -> PathBuf {
-        self.dir.join(format!("{hash}{SUFFIX}"))
+        self.dir.join(file_name(hash))
     }
 
     /// Write `bytes` under a temporary name and sync them; the hash and the
@@ -131,11 +136,6 @@ impl SnapStore {
         }
     }
 
-    /// The file name of snapshot `hash` in the snapshot directory.
-    pub(crate) fn name_of(hash: &str) -> String {
-        format!("{hash}{SUFFIX}")
-    }
-
     /// Every file in the snapshot directory, by name, sorted.
     pub(crate) fn files(&self) -> Result<Vec<String>> {
         let mut names = Vec::new();
@@ -152,16 +152,16 @@ pub(crate) fn hash_of(name: &str) -> Option<&str> {
     name.strip_suffix(SUFFIX).filter(|hash| !hash.is_empty() && !hash.contains('.'))
 }
 
-impl From<SnapshotProblem> for String {
-    fn from(problem: SnapshotProblem) -> String {
-        match problem {
-            SnapshotProblem::Missing => "missing".into(),
-            SnapshotProblem::Corrupt(reason) => format!("corrupt: {reason}"),
+impl std::fmt::Display for SnapshotProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SnapshotProblem::Missing => write!(f, "missing"),
+            SnapshotProblem::Corrupt(reason) => write!(f, "corrupt: {reason}"),
         }
     }
 }
 
-/// The error of a snapshot the kernel needs and cannot load.
-pub(crate) fn problem_error(vat: &str, hash: &str, problem: SnapshotProblem) -> Error {
-    Error::SnapshotUnusable { vat: vat.into(), file: snapshot_file(hash), reason: problem.into() }
+/// The error of a snapshot the kernel needs and cannot use.
+pub(crate) fn problem_error(vat: &str, hash: &str, reason: String) -> Error {
+    Error::SnapshotUnusable { vat: vat.into(), file: snapshot_file(hash), reason }
 }

@@ -347,7 +347,7 @@ impl SwingStore {
     fn delete_doomed_snapshots(&mut self) -> Result<()> {
         let doomed = std::mem::take(&mut self.doomed_snapshots);
         for hash in &doomed {
-            self.snapshot_remove_now(&snap_store::SnapStore::name_of(hash))?;
+            self.snapshot_remove_now(&snap_store::file_name(hash))?;
         }
         if doomed.is_empty() {
             return Ok(());

@@ -8,11 +8,15 @@ use common::*;
 use store::kernel::VatOutcome;
 use store::{Design, Error, Kernel};
 
-/// Whether the most recently allocated kernel promise is retired (settled,
-/// and nobody subscribed to an upgrade's result).
-fn last_promise_retired(k: &Kernel) -> bool {
-    let next: u64 = k.store().kv_get("kp.nextID").unwrap().unwrap().parse().unwrap();
-    k.store().kv_get(&format!("kp{}.state", next - 1)).unwrap().is_none()
+/// The id the next kernel promise will get.
+fn next_promise_id(k: &Kernel) -> u64 {
+    k.store().kv_get("kp.nextID").unwrap().map_or(0, |id| id.parse().unwrap())
+}
+
+/// Whether the upgrade allocated exactly one promise (`id`, its result) and
+/// retired it: settled, and nobody subscribed to it.
+fn upgrade_promise_retired(k: &Kernel, id: u64) -> bool {
+    next_promise_id(k) == id + 1 && k.store().kv_get(&format!("kp{id}.state")).unwrap().is_none()
 }
 
 fn upgrade_outcome(bundle: &str, result: Result<u64, String>) -> VatOutcome {
@@ -44,11 +48,12 @@ fn failed_upgrade_leaves_the_vat_identical() {
                 let (version, multiplier) = if upgraded_first { (2, 5) } else { (1, 2) };
                 assert_eq!(before.incarnation, u64::from(upgraded_first), "{ctx}");
 
+                let promise = next_promise_id(&k);
                 let report = run(&mut k, &[upgrade("v1", defect, 9)]);
                 assert_eq!(report.outcomes, vec![upgrade_outcome(defect, Err(reason.into()))], "{ctx}");
                 assert_eq!((report.cranks, report.aborted_cranks), (1, 1), "{ctx}");
                 assert!(report.committed.is_empty(), "{ctx}");
-                assert!(last_promise_retired(&k), "{ctx}: the upgrade's result promise is retired");
+                assert!(upgrade_promise_retired(&k, promise), "{ctx}: the upgrade's result promise is retired");
 
                 // Rebuilt by replay of its own span: identical in every respect.
                 let after = status(&mut k, "v1");
@@ -140,12 +145,13 @@ fn successful_upgrade_raises_incarnation_and_keeps_durable_data() {
         assert_eq!(v1.stream, expected_stream(design, 1), "{design}");
 
         // v1 -> v2: stopVat at position 3, startVat of the new span.
+        let promise = next_promise_id(&k);
         let report = run(&mut k, &[upgrade("v1", "counter-v2", 5)]);
         assert_eq!(report.outcomes, vec![upgrade_outcome("counter-v2", Ok(1))], "{design}");
         assert_eq!((report.cranks, report.aborted_cranks), (1, 0), "{design}");
         let names: Vec<_> = report.committed.iter().map(|c| (delivery_name(&c.entry), c.new_worker.clone())).collect();
         assert_eq!(names, vec![("stopVat".into(), None), ("startVat".into(), Some("counter-v2".into()))], "{design}");
-        assert!(last_promise_retired(&k), "{design}: the upgrade's result promise is retired");
+        assert!(upgrade_promise_retired(&k, promise), "{design}: the upgrade's result promise is retired");
 
         let v2 = status(&mut k, "v1");
         assert_eq!(v2.incarnation, 1, "{design}");

@@ -96,7 +96,7 @@ fn a_repro_line_repeats_narrowed_faults() {
     assert!(default.contains("repro: cargo xtask sim --seed 1 --design erase\n"), "{default}");
 }
 
-/// Seed 16 is the first seed whose `length-zero` failure is a transcript
+/// Seed 239 is a seed whose `length-zero` failure is a transcript
 /// mismatch (seed 2, which the findings name, no longer fails since its
 /// workload gained I/O faults and settings): the failure says the items decoded.
 #[test]

@@ -177,7 +177,7 @@ fn soak_stops_and_its_summary_says_so() {
     let _ = std::fs::remove_dir_all(out);
 }
 
-/// (Seed 16: a `length-zero` seed that fails; seed 2 no longer does since
+/// (Seed 239: a `length-zero` seed that fails; seed 2 no longer does since
 /// seeds got I/O faults and settings.)
 #[test]
 fn shrink_stops_and_writes_nothing() {

@@ -116,7 +116,6 @@ impl Image {
         None
     }
 
-    /// Every file, by path relative to the root, in path order.
     /// This image with only the top-level directory `name` (and what is in it).
     pub fn only_under(&self, name: &str) -> Image {
         let mut root = DirImage::default();
@@ -131,6 +130,7 @@ impl Image {
         self.files().is_empty()
     }
 
+    /// Every file, by path relative to the root, in path order.
     pub fn files(&self) -> Vec<(String, &CowBytes)> {
         let mut out = Vec::new();
         collect_files(&self.root, "", &mut out);

@@ -30,9 +30,12 @@ const KIND_ROW: i64 = 12;
 const LANE_ROW: i64 = 16;
 const MARK_ROW: i64 = 16;
 const MARK_ROWS: usize = 3;
-/// A colour per kind of point, by its place in [`PointKind::ALL`].
-const PALETTE: [&str; 10] =
-    ["#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#d62728", "#7f7f7f", "#17becf", "#bcbd22", "#e377c2"];
+/// A colour per kind of point, by its place in [`PointKind::ALL`] (a new
+/// kind without a colour of its own does not compile).
+const PALETTE: [&str; PointKind::ALL.len()] = [
+    "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#ff7f0e", "#d62728", "#7f7f7f", "#17becf", "#bcbd22", "#e377c2",
+    "#393b79",
+];
 const APART: &str = "#fdae6b";
 const NO_PROCESS: &str = "#d9d9d9";
 
@@ -137,7 +140,7 @@ impl<'a> Picture<'a> {
         self.text(x, y, "", "points:");
         x += 64;
         for (index, kind) in PointKind::ALL.iter().enumerate() {
-            self.rect((x, y - 9, 9, 9), PALETTE[index % PALETTE.len()], None);
+            self.rect((x, y - 9, 9, 9), PALETTE[index], None);
             self.text(x + 13, y, "", kind.name());
             x += 13 + kind.name().len() as i64 * CHAR_TENTHS / 10 + 14;
         }
@@ -184,7 +187,7 @@ impl<'a> Picture<'a> {
     fn kinds(&mut self) {
         for (index, kind) in PointKind::ALL.iter().enumerate() {
             self.label(self.y + 9, kind.name());
-            let colour = PALETTE[index % PALETTE.len()];
+            let colour = PALETTE[index];
             let points: Vec<(usize, String)> = (self.timeline.points.iter().enumerate())
                 .filter(|(_, p)| p.kind == *kind)
                 .map(|(i, p)| (i, format!("ordinal {}: {kind}, block {}, crank {}", p.ordinal, p.height, p.crank)))

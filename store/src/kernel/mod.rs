@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use syscalls::LiveSyscalls;
-use workers::{From, Workers};
+use workers::{RebuildFrom, Workers};
 
 /// Feeds formatted text straight into a hash, with no string in between.
 struct HashWriter(Sha256);
@@ -260,7 +260,6 @@ impl Kernel {
     fn run_block_inner(&mut self, height: u64, inputs: &[HostInput]) -> Result<BlockReport> {
         let mut report = BlockReport { height, ..BlockReport::default() };
         let snapshots_before = snapshots::in_use(&self.store, &self.vat_ids()?)?;
-        self.snapshots_saved.clear();
         chain::reset(&mut self.store)?;
         for input in inputs {
             self.queue_input(input)?;
@@ -314,7 +313,7 @@ impl Kernel {
     fn superseded(&mut self, previous: Option<SnapshotRecord>) -> Result<()> {
         match previous {
             Some(previous) if self.store.mutant() == Some(crate::Mutant::SnapshotDeleteEarly) => {
-                self.store.snapshot_remove_now(&crate::snap_store::SnapStore::name_of(&previous.hash))
+                self.store.snapshot_remove_now(&crate::snap_store::file_name(&previous.hash))
             }
             _ => Ok(()),
         }
@@ -421,7 +420,7 @@ impl Kernel {
         if !self.vat_exists(vat)? {
             return Ok(None);
         }
-        workers::rebuild(&self.store, vat, From::LastSnapshot, &mut self.workers).map(Some)
+        workers::rebuild(&self.store, vat, RebuildFrom::LastSnapshot, &mut self.workers).map(Some)
     }
 
     /// Run one delivery live: the transcript entry, and the vat's error if any.
@@ -594,7 +593,7 @@ impl Kernel {
         let Some(record) = snapshots::record(&self.store, vat)? else {
             return Ok(None);
         };
-        let from_start = workers::rebuild(&self.store, vat, From::SpanStart, &mut self.workers)?;
+        let from_start = workers::rebuild(&self.store, vat, RebuildFrom::SpanStart, &mut self.workers)?;
         Ok(Some((record.position, from_start.heap_digest())))
     }
 

@@ -2,6 +2,7 @@
 //! replaying the current span of the transcript.
 
 use super::keys;
+use super::run_queue::read_u64;
 use super::snapshots;
 use super::transcript::{self, Decoded};
 use crate::config::Mutant;
@@ -66,7 +67,7 @@ impl Workers {
 
 /// Where a rebuild starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum From {
+pub(crate) enum RebuildFrom {
     /// The vat's current snapshot, if it has one (else the span's start).
     LastSnapshot,
     /// The start of the span, whatever snapshot there is.
@@ -75,13 +76,13 @@ pub(crate) enum From {
 
 /// Rebuild a vat's worker: its current bundle with the heap of its last
 /// snapshot (or evaluated afresh), then the span replayed from there.
-pub(crate) fn rebuild(store: &SwingStore, vat: &str, from: From, workers: &mut Workers) -> Result<VatWorker> {
+pub(crate) fn rebuild(store: &SwingStore, vat: &str, from: RebuildFrom, workers: &mut Workers) -> Result<VatWorker> {
     let source =
         store.kv_get(&keys::source(vat))?.ok_or_else(|| Error::Invariant(format!("vat {vat} has no source")))?;
     let mut span = transcript::span(store, vat)?;
     let replay_from_zero = store.mutant() == Some(Mutant::ReplayFromZero);
     let record = match (from, replay_from_zero) {
-        (From::LastSnapshot, false) => snapshots::record(store, vat)?,
+        (RebuildFrom::LastSnapshot, false) => snapshots::record(store, vat)?,
         _ => None,
     };
     let mut worker = match &record {
@@ -103,7 +104,7 @@ pub(crate) fn rebuild(store: &SwingStore, vat: &str, from: From, workers: &mut W
         stats.replayed_deliveries += 1;
     }
     stats.rebuilds += 1;
-    if store.kv_get(&keys::incarnation(vat))?.is_some_and(|incarnation| incarnation != "0") {
+    if read_u64(store, &keys::incarnation(vat))? > 0 {
         stats.rebuilds_after_upgrade += 1;
     }
     Ok(worker)
@@ -113,13 +114,9 @@ pub(crate) fn rebuild(store: &SwingStore, vat: &str, from: From, workers: &mut W
 fn restore(store: &SwingStore, vat: &str, bundle: &str, hash: &str) -> Result<VatWorker> {
     let bytes = match store.snapshot_load(hash)? {
         Ok(bytes) => bytes,
-        Err(problem) => return Err(snap_store::problem_error(vat, hash, problem)),
+        Err(problem) => return Err(snap_store::problem_error(vat, hash, problem.to_string())),
     };
-    VatWorker::restore(bundle, &bytes).map_err(|reason| Error::SnapshotUnusable {
-        vat: vat.into(),
-        file: snap_store::snapshot_file(hash),
-        reason,
-    })
+    VatWorker::restore(bundle, &bytes).map_err(|reason| snap_store::problem_error(vat, hash, reason))
 }
 
 /// Replay one transcript entry: the same syscalls and the same outcome.

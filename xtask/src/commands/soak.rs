@@ -122,12 +122,6 @@ pub fn run(args: SoakArgs) -> ExitCode {
     let scenarios = save_scenarios(&shrunk, &args.out);
     summary.interrupted = signals::interrupted().map(Interrupted::name);
     print_summary(&summary);
-    if let (Some(dir), None) = (&args.report, signals::interrupted()) {
-        let max = args.max_reports.unwrap_or(usize::MAX);
-        if let Err(message) = report_failures(&summary, &spec, &shrunk, dir, max) {
-            return usage_error(message);
-        }
-    }
     let soak = SoakSummary {
         summary: &summary,
         seed_base: base,
@@ -138,6 +132,14 @@ pub fn run(args: SoakArgs) -> ExitCode {
     };
     if let Err(message) = write(&args, &soak) {
         return usage_error(message);
+    }
+    // Reports come after the summary files: a report that cannot be written
+    // must not lose the soak's record.
+    if let (Some(dir), None) = (&args.report, signals::interrupted()) {
+        let max = args.max_reports.unwrap_or(usize::MAX);
+        if let Err(message) = report_failures(&summary, &spec, &shrunk, dir, max) {
+            return usage_error(message);
+        }
     }
     let covered = signals::interrupted().is_some() || !args.require_coverage || coverage_complete(&summary);
     match (signals::interrupted(), summary.failed) {
