@@ -258,14 +258,13 @@ fn same_state(reference: &Reference, height: u64, expected: &Snapshot, found: &S
 
 /// Every snapshot kvStore refers to loads, and no other file is left.
 pub(crate) fn snapshots_sound(found: &Snapshot, height: u64) -> Result<(), Failure> {
-    let Some(problem) = found.snapshot_problems.first() else {
-        return Ok(());
-    };
-    let kind = match problem.starts_with("orphan") {
-        true => FailureKind::SnapshotOrphan,
-        false => FailureKind::SnapshotBroken,
-    };
-    Err(Failure::new(kind, height, problem.clone()))
+    let problems = &found.snapshot_problems;
+    let broken = problems.broken.first().map(|problem| (FailureKind::SnapshotBroken, problem));
+    let orphan = problems.orphans.first().map(|problem| (FailureKind::SnapshotOrphan, problem));
+    match broken.or(orphan) {
+        Some((kind, problem)) => Err(Failure::new(kind, height, problem.clone())),
+        None => Ok(()),
+    }
 }
 
 /// The host's database after the reference run's block `height` holds
@@ -410,4 +409,26 @@ pub fn diff_heaps(
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::SnapshotProblems;
+
+    fn found(broken: &[&str], orphans: &[&str]) -> Snapshot {
+        let strings = |list: &[&str]| list.iter().map(|s| s.to_string()).collect();
+        let snapshot_problems = SnapshotProblems { broken: strings(broken), orphans: strings(orphans) };
+        Snapshot { snapshot_problems, ..Snapshot::default() }
+    }
+
+    /// A broken snapshot outranks an orphan; each has its own kind.
+    #[test]
+    fn snapshot_problems_have_their_kinds() {
+        assert!(snapshots_sound(&found(&[], &[]), 3).is_ok());
+        let orphan = snapshots_sound(&found(&[], &["orphan: snapshots/a.heap"]), 3).unwrap_err();
+        assert_eq!((orphan.kind, orphan.message.as_str()), (FailureKind::SnapshotOrphan, "orphan: snapshots/a.heap"));
+        let broken = snapshots_sound(&found(&["vat v1: missing"], &["orphan: snapshots/a.heap"]), 3).unwrap_err();
+        assert_eq!((broken.kind, broken.message.as_str()), (FailureKind::SnapshotBroken, "vat v1: missing"));
+    }
 }

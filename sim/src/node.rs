@@ -39,9 +39,8 @@ pub struct Snapshot {
     pub reconciled: Option<Reconciled>,
     /// Snapshot files the kernel's open removed (crash leftovers).
     pub orphans_removed: Vec<String>,
-    /// Snapshots kvStore refers to that are missing or corrupt, and files
-    /// no vat refers to, as a person reads them (full snapshots only).
-    pub snapshot_problems: Vec<String>,
+    /// Snapshot problems, as a person reads them (full snapshots only).
+    pub snapshot_problems: SnapshotProblems,
     /// Per vat with a snapshot, its heap rebuilt from the snapshot and from
     /// the span's start (full snapshots only).
     pub snapshot_heaps: BTreeMap<String, SnapshotHeaps>,
@@ -224,23 +223,32 @@ pub fn snapshot(node: &mut Chain, full: bool) -> store::Result<Snapshot> {
     Ok(snap)
 }
 
+/// What is wrong with the snapshot directory, each as a person reads it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotProblems {
+    /// Snapshots kvStore refers to that are missing or corrupt.
+    pub broken: Vec<String>,
+    /// Files of the snapshot directory no vat refers to.
+    pub orphans: Vec<String>,
+}
+
 /// Every snapshot kvStore refers to must load (exist, match its hash), and
 /// every file of the snapshot directory must be one of them.
-fn snapshot_problems(kernel: &Kernel, vats: &[String]) -> store::Result<Vec<String>> {
+fn snapshot_problems(kernel: &Kernel, vats: &[String]) -> store::Result<SnapshotProblems> {
     let store = kernel.store();
-    let mut problems = Vec::new();
+    let mut problems = SnapshotProblems::default();
     let mut used = Vec::new();
     for vat in vats {
         let Some(record) = store::kernel::snapshots::record(store, vat)? else { continue };
         if let Err(problem) = store.snapshot_load(&record.hash)? {
             let reason = problem.to_string();
-            problems.push(format!("vat {vat}: {} {reason}", store::snap_store::snapshot_file(&record.hash)));
+            problems.broken.push(format!("vat {vat}: {} {reason}", store::snap_store::snapshot_file(&record.hash)));
         }
         used.push(store::snap_store::file_name(&record.hash));
     }
     for name in store.snapshot_files()? {
         if !used.contains(&name) {
-            problems.push(format!("orphan: snapshots/{name} (no vat uses it)"));
+            problems.orphans.push(format!("orphan: snapshots/{name} (no vat uses it)"));
         }
     }
     Ok(problems)
